@@ -1,0 +1,180 @@
+"""Cityscapes in its official on-disk layout: real Cityscapes and the driving world alike.
+
+A sample is a dict (DESIGN.md section 2):
+  image (3, H, W) float in [0, 1]; frame: str; has: set of task names with targets;
+  seg:   semantic (H, W) int64, 255 = ignore (19 train ids or 7 categories);
+  depth: depth (H, W) float32 metres along the optical axis, 0 = invalid;
+  det:   boxes (N, 4) float32 xyxy pixels, labels (N,) int64 in DET_CLASSES, iscrowd (N,) bool;
+  scene: scene (2,) int64 (weather, time of day), only where `scene/*_scene.json` exists.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from perception_mtl.data.labels import DET_LUT, SEG_LUT
+from perception_mtl.data.transforms import build_transforms
+
+WEATHERS = ("clear", "fog", "rain")
+TIMES = ("day", "dusk", "night")
+TASK_FILES = {  # task -> (top folder, file suffix); images live in leftImg8bit
+    "seg": ("gtFine", "_gtFine_labelIds.png"),
+    "det": ("gtFine", "_gtFine_instanceIds.png"),
+    "depth": ("disparity", "_disparity.png"),
+    "scene": ("scene", "_scene.json"),
+}
+LAYOUT_HELP = """expected the Cityscapes layout under {root}:
+  leftImg8bit/{split}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+  gtFine/{split}/<city>/<...>_gtFine_labelIds.png, <...>_gtFine_instanceIds.png   (seg, det)
+  disparity/{split}/<city>/<...>_disparity.png                                    (depth)
+  camera/{split}/<city>/<...>_camera.json                                         (depth)
+  scene/{split}/<city>/<...>_scene.json                                           (scene, optional)
+Make the embedded synthetic world in this layout with:
+  python tools/make_synthetic.py --out {root} --train 3000 --val 500"""
+
+
+class DatasetError(RuntimeError):
+    """A dataset root, folder or file is missing or unreadable; the message says which."""
+
+
+class CityscapesDataset(Dataset):
+    """Frames of one split; `tasks` selects which targets to load (see module docstring)."""
+
+    def __init__(self, root: str | Path, split: str = "train", tasks: tuple[str, ...] = ("det", "seg", "depth"),
+                 seg_classes: int = 19, size: tuple[int, int] | None = None, hflip: float = 0.0,
+                 color_jitter: float = 0.0, min_box_size: float = 2.0):
+        self.root, self.split, self.tasks = Path(root), split, tuple(tasks)
+        unknown = set(self.tasks) - set(TASK_FILES)
+        if unknown:
+            raise ValueError(f"unknown tasks {sorted(unknown)}; valid: {sorted(TASK_FILES)}")
+        if seg_classes not in SEG_LUT:
+            raise ValueError(f"seg_classes must be one of {sorted(SEG_LUT)}, got {seg_classes}")
+        self.seg_lut = SEG_LUT[seg_classes]
+        images = self.root / "leftImg8bit" / split
+        if not images.is_dir():
+            raise DatasetError(f"no folder {images}\n" + LAYOUT_HELP.format(root=self.root, split=split))
+        self.images = sorted(images.glob("*/*_leftImg8bit.png"))
+        if not self.images:
+            raise DatasetError(f"no *_leftImg8bit.png under {images}\n" + LAYOUT_HELP.format(root=self.root, split=split))
+        for task in self.tasks:
+            folder = self.root / TASK_FILES[task][0] / split
+            if not folder.is_dir():
+                raise DatasetError(f"task '{task}' needs {folder}\n" + LAYOUT_HELP.format(root=self.root, split=split))
+        self.transforms = build_transforms(size, hflip, color_jitter, min_box_size)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def path(self, index: int, folder: str, suffix: str) -> Path:
+        """Path of frame `index`'s file in `folder` (e.g. gtFine) with `suffix`."""
+        image = self.images[index]
+        stem = image.name[: -len("_leftImg8bit.png")]
+        return self.root / folder / self.split / image.parent.name / f"{stem}{suffix}"
+
+    def frame(self, index: int) -> str:
+        return self.images[index].name[: -len("_leftImg8bit.png")]
+
+    def __getitem__(self, index: int) -> dict:
+        image = _read_png(self.images[index])
+        if image.ndim != 3 or image.shape[2] < 3:
+            raise DatasetError(f"{self.images[index]}: expected an RGB image, got shape {image.shape}")
+        h, w = image.shape[:2]
+        sample: dict = {"image": tv_tensors.Image(torch.from_numpy(image[..., :3]).permute(2, 0, 1)),
+                        "frame": self.frame(index), "has": set(self.tasks)}
+        if "seg" in self.tasks:
+            labels = self._dense(index, "seg", (h, w))
+            sample["semantic"] = tv_tensors.Mask(torch.from_numpy(self.seg_lut[labels]))
+        if "depth" in self.tasks:
+            sample["depth"] = tv_tensors.Mask(torch.from_numpy(self._depth(index, (h, w))))
+        boxes, classes, crowd = self._boxes(index, (h, w)) if "det" in self.tasks else _no_boxes()
+        sample["boxes"] = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w))
+        sample["labels"], sample["iscrowd"] = classes, crowd
+        if "scene" in self.tasks:
+            sample["scene"] = self._scene(index)
+        sample = self.transforms(sample)
+        if "det" not in self.tasks:
+            for key in ("boxes", "labels", "iscrowd"):
+                del sample[key]
+        return sample
+
+    def _dense(self, index: int, task: str, shape: tuple[int, int]) -> np.ndarray:
+        path = self.path(index, *TASK_FILES[task])
+        array = _read_png(path)
+        if array.shape[:2] != shape:
+            raise DatasetError(f"{path}: size {array.shape[:2]} differs from its image's {shape}")
+        return array
+
+    def _depth(self, index: int, shape: tuple[int, int]) -> np.ndarray:
+        """Depth (H, W) float32 from disparity: d = (p - 1) / 256, depth = baseline * fx / d."""
+        p = self._dense(index, "depth", shape).astype(np.float64)
+        camera_path = self.path(index, "camera", "_camera.json")
+        camera = _read_json(camera_path)
+        try:
+            baseline, fx = camera["extrinsic"]["baseline"], camera["intrinsic"]["fx"]
+        except (KeyError, TypeError) as err:
+            raise DatasetError(f"{camera_path}: missing extrinsic.baseline or intrinsic.fx") from err
+        disparity = (p - 1.0) / 256.0
+        valid = disparity > 0
+        depth = np.zeros(shape, np.float32)
+        depth[valid] = baseline * fx / disparity[valid]
+        return depth
+
+    def _boxes(self, index: int, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tight boxes around each instance's visible pixels; a class's crowd pixels (an
+        instance class with id < 1000, as Cityscapes marks groups) become one crowd box."""
+        ids = self._dense(index, "det", shape).astype(np.int64)
+        label_of = np.where(ids >= 1000, ids // 1000, ids)
+        is_det = DET_LUT[np.clip(label_of, 0, 255)] >= 0
+        # crowd regions keep the bare label id; give them keys that cannot clash with instances
+        keys = np.where(ids >= 1000, ids, -ids)[is_det]
+        values, inverse = np.unique(keys, return_inverse=True)
+        compact = np.zeros(shape, np.int32)
+        compact[is_det] = inverse.reshape(-1) + 1
+        boxes, classes, crowd = [], [], []
+        for value, (rows, cols) in zip(values.tolist(), ndimage.find_objects(compact)):
+            boxes.append([cols.start, rows.start, cols.stop, rows.stop])
+            classes.append(DET_LUT[value // 1000 if value > 0 else -value])
+            crowd.append(value < 0)
+        if not boxes:
+            return _no_boxes()
+        return (torch.tensor(boxes, dtype=torch.float32), torch.tensor(classes, dtype=torch.int64),
+                torch.tensor(crowd, dtype=torch.bool))
+
+    def _scene(self, index: int) -> torch.Tensor:
+        path = self.path(index, *TASK_FILES["scene"])
+        attrs = _read_json(path)
+        try:
+            return torch.tensor([WEATHERS.index(attrs["weather"]), TIMES.index(attrs["timeofday"])])
+        except (KeyError, ValueError) as err:
+            raise DatasetError(f"{path}: needs weather in {WEATHERS} and timeofday in {TIMES}") from err
+
+
+def _no_boxes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return torch.zeros((0, 4)), torch.zeros((0,), dtype=torch.int64), torch.zeros((0,), dtype=torch.bool)
+
+
+def _read_png(path: Path) -> np.ndarray:
+    """Read an image file as an array, naming the file if it is missing or corrupt."""
+    try:
+        with Image.open(path) as img:
+            return np.array(img)
+    except FileNotFoundError as err:
+        raise DatasetError(f"missing file {path}") from err
+    except OSError as err:
+        raise DatasetError(f"cannot read {path} (corrupt or not an image): {err}") from err
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise DatasetError(f"missing file {path}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"cannot parse {path}: {err}") from err

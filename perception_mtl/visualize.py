@@ -1,0 +1,64 @@
+"""Pictures of samples and predictions: semantic colours, depth colormaps, box overlays."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from cityscapesscripts.helpers.labels import trainId2label  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from perception_mtl.data.labels import DET_CLASSES, IGNORE  # noqa: E402
+
+_PALETTE19 = np.array([trainId2label[i].color for i in range(19)] + [(0, 0, 0)], np.uint8)
+_PALETTE7 = np.array([(128, 64, 128), (70, 70, 70), (220, 220, 0), (107, 142, 35), (70, 130, 180),
+                      (220, 20, 60), (0, 0, 142), (0, 0, 0)], np.uint8)
+
+
+def colorize_semantic(semantic: torch.Tensor | np.ndarray, num_classes: int = 19) -> np.ndarray:
+    """Class indices (H, W), 255 = ignore -> RGB (H, W, 3) uint8 in Cityscapes colours."""
+    palette = _PALETTE19 if num_classes == 19 else _PALETTE7
+    sem = np.asarray(semantic)
+    return palette[np.where(sem == IGNORE, len(palette) - 1, np.clip(sem, 0, len(palette) - 2))]
+
+
+def colorize_depth(depth: torch.Tensor | np.ndarray, max_depth: float = 80.0) -> np.ndarray:
+    """Metric depth (H, W), 0 = invalid -> RGB (H, W, 3) uint8: log-scaled 'magma' from 2 m
+    (bright) to `max_depth` (dark); invalid pixels black."""
+    d = np.asarray(depth, np.float32)
+    valid = d > 0
+    near = 2.0
+    norm = 1.0 - np.log(np.clip(d, near, max_depth) / near) / np.log(max_depth / near)
+    rgb = (plt.get_cmap("magma")(0.1 + 0.9 * norm)[..., :3] * 255).astype(np.uint8)
+    rgb[~valid] = 0
+    return rgb
+
+
+def draw_boxes(ax: plt.Axes, boxes: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
+               scores: torch.Tensor | np.ndarray | None = None) -> None:
+    """Draw xyxy boxes (N, 4) with class names (and scores) on a matplotlib axis."""
+    for i, (box, label) in enumerate(zip(np.asarray(boxes), np.asarray(labels))):
+        x0, y0, x1, y1 = box.tolist()
+        color = _PALETTE19[11 + int(label)] / 255.0
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=color))
+        text = DET_CLASSES[int(label)] + (f" {float(scores[i]):.2f}" if scores is not None else "")
+        ax.text(x0, y0 - 1, text, color="white", fontsize=5, bbox=dict(fc=color, ec="none", pad=0.5))
+
+
+def sample_figure(samples: list[dict], num_classes: int = 19, max_depth: float = 80.0) -> plt.Figure:
+    """One row per sample: image with boxes, semantic overlay, depth. Samples as the loader gives."""
+    fig, axes = plt.subplots(len(samples), 3, figsize=(12, 2.1 * len(samples)), squeeze=False)
+    for row, s in zip(axes, samples):
+        image = (s["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        row[0].imshow(image)
+        if "boxes" in s:
+            draw_boxes(row[0], s["boxes"], s["labels"])
+        row[1].imshow((0.45 * image + 0.55 * colorize_semantic(s["semantic"], num_classes)).astype(np.uint8))
+        row[2].imshow(colorize_depth(s["depth"], max_depth))
+        for ax, title in zip(row, ("image + boxes", "semantic", "depth (0-%d m)" % max_depth)):
+            ax.set_axis_off()
+            ax.set_title(f"{title}  {s['frame']}" if ax is row[0] else title, fontsize=7)
+    fig.tight_layout()
+    return fig

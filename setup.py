@@ -1,0 +1,34 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="perception_mtl",
+    version="0.1.0",
+    description="Multi-task perception benchmark for self-driving: detection, segmentation and depth "
+    "on a shared timm backbone, with task balancing and negative-transfer analysis.",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["perception_mtl", "perception_mtl.*"]),
+    install_requires=[
+        "torch>=2.4,<2.15",
+        "torchvision>=0.19,<0.30",
+        "timm>=1.0.15,<2",
+        "segmentation-models-pytorch>=0.4,<0.7",
+        "pycocotools>=2.0.8,<3",
+        "torchmetrics>=1.4,<2",
+        "torchjd>=0.18,<0.19",
+        "wandb>=0.31,<0.40",
+        "omegaconf>=2.3,<2.5",
+        "cityscapesScripts>=2.2,<3",
+        "matplotlib>=3.8,<4",
+        "tqdm>=4.66,<5",
+        "numpy>=1.26,<3",
+        "scipy>=1.11,<2",
+        "pillow>=10,<14",
+        "opencv-python-headless>=4.8,<6",
+    ],
+    extras_require={"test": ["pytest>=8,<10"]},
+)

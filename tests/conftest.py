@@ -1,0 +1,16 @@
+"""Shared fixtures: a tiny driving world on disk, generated once per test session."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from perception_mtl.data.world.generate import WorldSpec, generate
+
+TINY = WorldSpec(train=6, val=3, seed=7, height=64, width=128)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 train + 3 val frames at 64x128 in the Cityscapes layout."""
+    return generate(tmp_path_factory.mktemp("world"), TINY, workers=1, progress=False)
