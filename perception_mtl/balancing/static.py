@@ -1,0 +1,30 @@
+"""Static weighting: L = sum_i alpha_i L_i with fixed alpha_i (`equal`: all ones)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from perception_mtl.balancing import BALANCERS
+from perception_mtl.balancing.base import Balancer
+
+
+@BALANCERS.register("static")
+class StaticBalancer(Balancer):
+    """Fixed per-task weights `weights` ({task: alpha}); tasks not named get 1."""
+
+    def __init__(self, tasks: list[str], weights: dict[str, float] | None = None):
+        super().__init__(tasks)
+        self.weights = {t: float((weights or {}).get(t, 1.0)) for t in tasks}
+
+    def backward(self, losses: dict[str, torch.Tensor], model: nn.Module) -> dict:
+        total = sum(self.weights[t] * loss for t, loss in losses.items())
+        total.backward()
+        return {"weights": {t: self.weights[t] for t in losses}}
+
+
+@BALANCERS.register("equal")
+class EqualBalancer(StaticBalancer):
+    """All task weights 1."""
+
+    def __init__(self, tasks: list[str], weights: dict[str, float] | None = None):
+        super().__init__(tasks, None)

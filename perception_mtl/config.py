@@ -1,0 +1,184 @@
+"""Typed configuration: dataclass schema, OmegaConf merge (defaults <- file <- key=value), checks.
+
+Every key a user may set is declared here; `load_config` rejects unknown keys and bad values
+before any work starts, with a message that lists the valid choices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+
+@dataclass
+class DataConfig:
+    root: str = "datasets/generated/world"
+    size: list[int] = field(default_factory=lambda: [128, 256])  # training H, W
+    seg_classes: int = 19
+    min_box_size: float = 2.0
+    hflip: float = 0.5
+    color_jitter: float = 0.0
+    workers: int = 1
+    train_limit: Optional[int] = None  # use only the first N frames (quick runs, tests)
+    val_limit: Optional[int] = None
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"
+    out_indices: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    pretrained: bool = False
+    pretrained_path: Optional[str] = None
+    neck_channels: int = 64
+    branch: str = "neck"  # "neck": heads share one FPN; "backbone": one FPN per task
+    head_channels: int = 64
+
+
+@dataclass
+class DetConfig:
+    strides: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
+    num_convs: int = 2  # conv layers per FCOS branch (torchvision's default is 4)
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.6
+    detections_per_img: int = 100
+    topk_candidates: int = 1000
+
+
+@dataclass
+class DepthConfig:
+    max_depth: float = 80.0
+    min_depth: float = 0.5
+    variance_focus: float = 0.85  # lambda of the scale-invariant log loss
+
+
+@dataclass
+class TasksConfig:
+    det: DetConfig = field(default_factory=DetConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+
+
+@dataclass
+class BalancerConfig:
+    name: str = "static"
+    weights: dict[str, float] = field(default_factory=dict)  # task -> weight (static); default 1
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    clip_grad: float = 10.0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1200
+    batch_size: int = 8
+    eval_every: int = 400
+    log_every: int = 20
+    checkpoint_every: int = 200
+    seed: int = 0
+    amp: bool = False  # bf16 autocast on CPU
+    nonfinite: str = "stop"  # "stop" or "skip" a step whose loss is NaN/Inf
+    best_metric: str = "seg/mIoU"
+    threads: Optional[int] = None
+
+
+@dataclass
+class WandbConfig:
+    mode: Optional[str] = None  # online | offline | disabled; None: online if an API key is set
+    project: str = "perception_mtl"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    images: int = 4
+
+
+@dataclass
+class Config:
+    tasks: list[str] = field(default_factory=lambda: ["det", "seg", "depth"])
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TasksConfig = field(default_factory=TasksConfig)
+    balancer: BalancerConfig = field(default_factory=BalancerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    output_dir: str = "runs/default"
+    resume: bool = False
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message says what is valid."""
+
+
+def _valid_keys(node: Any, prefix: str = "") -> list[str]:
+    if not isinstance(node, DictConfig):
+        return [prefix]
+    keys = []
+    for key in node:
+        keys += _valid_keys(node[key], f"{prefix}.{key}" if prefix else str(key))
+    return keys
+
+
+def load_config(file: str | Path | None = None, overrides: list[str] | None = None,
+                defaults: str | Path | None = "configs/default.yaml") -> DictConfig:
+    """Merge the schema <- `defaults` <- `file` <- `overrides` (key=value) and validate."""
+    cfg = OmegaConf.structured(Config)
+    sources: list[tuple[str, Any]] = []
+    for path in (defaults, file):
+        if path is not None and Path(path).exists():
+            sources.append((str(path), OmegaConf.load(path)))
+        elif path is not None and path is file:
+            raise ConfigError(f"config file {path} does not exist")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not key=value")
+    sources.append(("command line", OmegaConf.from_dotlist(overrides or [])))
+    for name, source in sources:
+        try:
+            cfg = OmegaConf.merge(cfg, source)
+        except ConfigKeyError as err:
+            raise ConfigError(f"{name}: unknown key '{err.full_key}'. Valid keys:\n  "
+                              + "\n  ".join(_valid_keys(OmegaConf.structured(Config)))) from err
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"{name}: bad value for '{getattr(err, 'full_key', '?')}': {err.msg}") from err
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check choices that types alone cannot express."""
+    from perception_mtl.balancing import BALANCERS
+    from perception_mtl.tasks import TASKS
+
+    def choice(key: str, value: Any, valid: list) -> None:
+        if value not in valid:
+            raise ConfigError(f"{key}={value!r} is not valid; choose from {valid}")
+
+    for task in cfg.tasks:
+        choice("tasks", task, TASKS.names())
+    if not cfg.tasks:
+        raise ConfigError(f"tasks is empty; choose some of {TASKS.names()}")
+    choice("balancer.name", cfg.balancer.name, BALANCERS.names())
+    for task in cfg.balancer.weights:
+        choice("balancer.weights key", task, list(cfg.tasks))
+    choice("model.branch", cfg.model.branch, ["neck", "backbone"])
+    choice("data.seg_classes", cfg.data.seg_classes, [7, 19])
+    choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])
+    choice("wandb.mode", cfg.wandb.mode, [None, "online", "offline", "disabled"])
+    if len(cfg.data.size) != 2 or min(cfg.data.size) < 32 or any(s % 32 for s in cfg.data.size):
+        raise ConfigError(f"data.size={list(cfg.data.size)} must be [H, W], multiples of 32")
+    for key in ("steps", "batch_size", "eval_every", "log_every", "checkpoint_every"):
+        if cfg.train[key] < 1:
+            raise ConfigError(f"train.{key} must be >= 1, got {cfg.train[key]}")
+    import timm
+
+    if not timm.is_model(cfg.model.backbone):
+        raise ConfigError(f"model.backbone={cfg.model.backbone!r} is not a timm model; "
+                          f"see timm.list_models(), e.g. resnet18, efficientnet_b0, convnext_atto, test_resnet")

@@ -1,0 +1,33 @@
+"""Batching of sample dicts: dense targets stacked, boxes kept as lists, label masks per task."""
+from __future__ import annotations
+
+import torch
+
+from perception_mtl.data.labels import IGNORE
+
+DENSE_FILL = {"semantic": IGNORE, "depth": 0.0}  # what a sample without the target gets
+TASK_KEYS = {"seg": "semantic", "depth": "depth", "det": "boxes", "scene": "scene"}
+
+
+def collate(samples: list[dict]) -> dict:
+    """-> image (B, 3, H, W), frame [B], has {task: (B,) bool}, semantic (B, H, W),
+    depth (B, H, W), scene (B, 2), boxes/labels/iscrowd: lists of (N_i, ...) tensors."""
+    images = torch.stack([torch.as_tensor(s["image"]) for s in samples])
+    h, w = images.shape[-2:]
+    batch: dict = {"image": images, "frame": [s["frame"] for s in samples]}
+    tasks = sorted(set().union(*(s["has"] for s in samples)))
+    batch["has"] = {t: torch.tensor([t in s["has"] for s in samples]) for t in tasks}
+    for key, fill in DENSE_FILL.items():
+        if any(key in s for s in samples):
+            dtype = torch.int64 if key == "semantic" else torch.float32
+            batch[key] = torch.stack([torch.as_tensor(s[key]).to(dtype) if key in s
+                                      else torch.full((h, w), fill, dtype=dtype) for s in samples])
+    if any("scene" in s for s in samples):
+        batch["scene"] = torch.stack([torch.as_tensor(s["scene"]) if "scene" in s
+                                      else torch.full((2,), -1, dtype=torch.int64) for s in samples])
+    if any("boxes" in s for s in samples):
+        batch["boxes"] = [torch.as_tensor(s["boxes"]).reshape(-1, 4) if "boxes" in s else torch.zeros(0, 4)
+                          for s in samples]
+        batch["labels"] = [torch.as_tensor(s.get("labels", torch.zeros(0, dtype=torch.int64))) for s in samples]
+        batch["iscrowd"] = [torch.as_tensor(s.get("iscrowd", torch.zeros(0, dtype=torch.bool))) for s in samples]
+    return batch

@@ -1,0 +1,53 @@
+"""Evaluation at the ground truth's own resolution: inputs are resized to the model's size,
+predictions are brought back to the labels' size, then every task's metric is updated."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from perception_mtl.engine.export import PredictionWriter
+from perception_mtl.tasks.base import Task
+
+
+@torch.no_grad()
+def predict_batch(model: torch.nn.Module, tasks: dict[str, Task], images: torch.Tensor,
+                  size: tuple[int, int]) -> dict:
+    """images (B, 3, H, W) at label resolution -> {task: predictions at (H, W)}."""
+    out_size = tuple(images.shape[-2:])
+    inputs = images if out_size == tuple(size) else F.interpolate(images, size=size, mode="bilinear",
+                                                                  antialias=True, align_corners=False)
+    outputs = model(inputs)
+    return {t: task.predict(model.heads[t], outputs[t], inputs, out_size) for t, task in tasks.items()}
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, tasks: dict[str, Task], loader: DataLoader, size: tuple[int, int],
+             save_dir: str | Path | None = None, seg_classes: int = 19, progress: bool = True,
+             keep_first: bool = False) -> tuple[dict[str, float], tuple[dict, dict] | None]:
+    """-> ({"<task>/<metric>": value}, (first batch, its predictions) if keep_first)."""
+    was_training = model.training
+    model.eval()
+    metrics = {t: task.metric() for t, task in tasks.items()}
+    writer = PredictionWriter(save_dir, seg_classes) if save_dir is not None else None
+    first = None
+    for batch in tqdm(loader, desc="evaluating", leave=False, disable=not progress):
+        preds = predict_batch(model, tasks, batch["image"], size)
+        for t, task in tasks.items():
+            if t in batch["has"]:
+                task.update(metrics[t], preds[t], batch)
+        if writer is not None:
+            writer.add(batch, preds)
+        if keep_first and first is None:
+            first = (batch, preds)
+    if writer is not None:
+        writer.close()
+    model.train(was_training)
+    results = {}
+    for t, metric in metrics.items():
+        for key, value in metric.compute().items():
+            results[f"{t}/{key}"] = float(value)
+    return results, first

@@ -1,0 +1,49 @@
+"""Hard parameter sharing: one timm backbone (and optionally one FPN) feeding every task head."""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from perception_mtl.models.backbone import Backbone
+from perception_mtl.models.necks import FPN
+from perception_mtl.tasks.base import Task
+
+
+class MultiTaskModel(nn.Module):
+    """images (B, 3, H, W) in [0, 1] -> {task: raw head output}.
+
+    `model.branch=neck`: heads share one FPN (a shared decision layer, light heads);
+    `model.branch=backbone`: each task has its own FPN on the shared backbone.
+    After a forward, `shared_representation` holds the features the tasks branch from.
+    """
+
+    def __init__(self, cfg: DictConfig, tasks: dict[str, Task]):
+        super().__init__()
+        m = cfg.model
+        self.backbone = Backbone(m.backbone, tuple(m.out_indices), m.pretrained, m.pretrained_path)
+        strides, channels = self.backbone.strides, self.backbone.channels
+        self.shared_neck = m.branch == "neck"
+        if self.shared_neck:
+            self.neck = FPN(channels, strides, m.neck_channels)
+        else:
+            self.necks = nn.ModuleDict({t: FPN(channels, strides, m.neck_channels) for t in tasks})
+        self.heads = nn.ModuleDict({t: task.build_head(m.neck_channels, strides) for t, task in tasks.items()})
+        self.shared_representation: dict[int, torch.Tensor] = {}
+
+    def forward(self, images: torch.Tensor) -> dict[str, Any]:
+        feats = self.backbone(images)
+        if self.shared_neck:
+            feats = self.neck(feats)
+            self.shared_representation = feats
+            return {t: head(feats) for t, head in self.heads.items()}
+        self.shared_representation = feats
+        return {t: head(self.necks[t](feats)) for t, head in self.heads.items()}
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters every task's loss depends on (the balancer's 'shared' part)."""
+        yield from self.backbone.parameters()
+        if self.shared_neck:
+            yield from self.neck.parameters()

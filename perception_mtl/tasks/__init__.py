@@ -1,0 +1,6 @@
+"""Task registry: `TASKS.get(name)(cfg)`. Each task lives in its own module."""
+from perception_mtl.registry import Registry
+
+TASKS: Registry = Registry("task")
+
+from perception_mtl.tasks import det, depth, scene, seg  # noqa: E402,F401  (registration)

@@ -1,0 +1,42 @@
+"""The task interface: a head builder, a loss, post-processing and a metric, bundled by name."""
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torchmetrics import Metric
+
+
+class Task:
+    """One prediction task. Subclasses set `name`, `directions` (metric -> higher is better)
+    and implement the methods below. `batch["has"][name]` (B,) bool marks samples with labels:
+    the others contribute nothing to the loss or the metric."""
+
+    name: str = ""
+    directions: dict[str, bool] = {}
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+
+    def build_head(self, channels: int, strides: list[int]) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, head: nn.Module, output, batch: dict) -> dict[str, torch.Tensor]:
+        """Loss components (scalars) over labelled samples; {} when the batch has none."""
+        raise NotImplementedError
+
+    def predict(self, head: nn.Module, output, images: torch.Tensor, out_size: tuple[int, int]):
+        """Post-processed predictions for input `images`, at resolution `out_size` (H, W)."""
+        raise NotImplementedError
+
+    def metric(self) -> Metric:
+        raise NotImplementedError
+
+    def update(self, metric: Metric, predictions, batch: dict) -> None:
+        """Add labelled samples' predictions to `metric`."""
+        raise NotImplementedError
+
+
+def labelled(batch: dict, task: str) -> torch.Tensor:
+    """Bool mask (B,) of samples that carry labels for `task`."""
+    return batch["has"][task]

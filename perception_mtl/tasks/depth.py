@@ -1,0 +1,98 @@
+"""Monocular metric depth: log-depth output, scale-invariant log loss, standard metrics.
+
+Loss: the scale-invariant log error of Eigen et al. (NeurIPS 2014) in the square-root form
+with variance focus lambda (Lee et al. 2019, BTS): sqrt(mean(g^2) - lambda * mean(g)^2),
+g = log(pred) - log(gt), over valid pixels only. lambda < 1 keeps a penalty on absolute scale,
+so the prediction stays metric.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import Metric
+
+from perception_mtl.models.heads.dense import DenseHead
+from perception_mtl.tasks import TASKS
+from perception_mtl.tasks.base import Task, labelled
+
+METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
+
+
+def depth_errors(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """The seven standard metrics (Eigen et al. 2014) over matching 1-D tensors, as (7,)."""
+    ratio = torch.maximum(pred / gt, gt / pred)
+    return torch.stack([
+        ((pred - gt).abs() / gt).mean(),
+        ((pred - gt) ** 2 / gt).mean(),
+        ((pred - gt) ** 2).mean().sqrt(),
+        ((pred.log() - gt.log()) ** 2).mean().sqrt(),
+        (ratio < 1.25).double().mean(),
+        (ratio < 1.25**2).double().mean(),
+        (ratio < 1.25**3).double().mean(),
+    ])
+
+
+class DepthMetric(Metric):
+    """Per-image metrics on pixels with min_depth < gt <= max_depth (prediction clamped to the
+    same range), averaged over images, as in the KITTI/Eigen protocol."""
+
+    full_state_update = False
+
+    def __init__(self, min_depth: float, max_depth: float):
+        super().__init__()
+        self.min_depth, self.max_depth = min_depth, max_depth
+        self.add_state("sums", torch.zeros(len(METRICS), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("images", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+
+    def update(self, pred: torch.Tensor, gt: torch.Tensor) -> None:
+        for p, g in zip(pred.double(), gt.double()):
+            valid = (g > self.min_depth) & (g <= self.max_depth)
+            if valid.any():
+                self.sums += depth_errors(p[valid].clamp(self.min_depth, self.max_depth), g[valid])
+                self.images += 1
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        mean = self.sums / self.images.clamp(min=1)
+        return dict(zip(METRICS, mean))
+
+
+@TASKS.register("depth")
+class DepthTask(Task):
+    name = "depth"
+    directions = {"abs_rel": False, "sq_rel": False, "rmse": False, "rmse_log": False,
+                  "delta1": True, "delta2": True, "delta3": True}
+    INIT_DEPTH = 10.0  # metres: the head's output 0 means this depth
+
+    def build_head(self, channels: int, strides: list[int]) -> nn.Module:
+        return DenseHead(channels, strides, 1, self.cfg.model.head_channels)
+
+    def log_depth(self, output: torch.Tensor) -> torch.Tensor:
+        """Raw head output (B, 1, H, W) -> log depth (B, H, W), clamped to a sane range."""
+        c = self.cfg.task.depth
+        return (output[:, 0].float() + math.log(self.INIT_DEPTH)).clamp(math.log(c.min_depth) - 1, math.log(1000.0))
+
+    def loss(self, head, output: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        has = labelled(batch, self.name)
+        gt = batch["depth"][has]
+        valid = gt > self.cfg.task.depth.min_depth
+        if not has.any() or not valid.any():
+            return {}
+        g = self.log_depth(output[has])[valid] - gt[valid].log()
+        lam = self.cfg.task.depth.variance_focus
+        return {"silog": (g.pow(2).mean() - lam * g.mean().pow(2)).clamp(min=1e-8).sqrt()}
+
+    def predict(self, head, output: torch.Tensor, images, out_size) -> torch.Tensor:
+        """Depth in metres (B, H, W)."""
+        log_depth = self.log_depth(output)[:, None]
+        return F.interpolate(log_depth, size=out_size, mode="bilinear", align_corners=False)[:, 0].exp()
+
+    def metric(self) -> Metric:
+        c = self.cfg.task.depth
+        return DepthMetric(c.min_depth, c.max_depth)
+
+    def update(self, metric: Metric, predictions: torch.Tensor, batch: dict) -> None:
+        has = labelled(batch, self.name)
+        metric.update(predictions[has], batch["depth"][has])

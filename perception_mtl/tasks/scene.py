@@ -1,0 +1,67 @@
+"""Scene attributes (weather, time of day): an auxiliary classification task, off by default."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import Metric
+from torchmetrics.classification import MulticlassAccuracy
+
+from perception_mtl.data.cityscapes import TIMES, WEATHERS
+from perception_mtl.models.heads.scene import SceneHead
+from perception_mtl.tasks import TASKS
+from perception_mtl.tasks.base import Task, labelled
+
+ATTRIBUTES = {"weather": len(WEATHERS), "time": len(TIMES)}
+
+
+class SceneMetric(Metric):
+    """Accuracy of each attribute."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.acc = nn.ModuleDict({k: MulticlassAccuracy(n, average="micro") for k, n in ATTRIBUTES.items()})
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        for i, key in enumerate(ATTRIBUTES):
+            self.acc[key].update(pred[:, i], target[:, i])
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {f"{k}_acc": self.acc[k].compute() for k in ATTRIBUTES}
+
+    def reset(self) -> None:
+        super().reset()
+        for m in self.acc.values():
+            m.reset()
+
+
+@TASKS.register("scene")
+class SceneTask(Task):
+    name = "scene"
+    directions = {"weather_acc": True, "time_acc": True}
+
+    def build_head(self, channels: int, strides: list[int]) -> nn.Module:
+        return SceneHead(channels, strides, tuple(ATTRIBUTES.values()), self.cfg.model.head_channels)
+
+    def _split(self, output: torch.Tensor) -> list[torch.Tensor]:
+        return list(output.float().split(list(ATTRIBUTES.values()), dim=1))
+
+    def loss(self, head, output: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        has = labelled(batch, self.name)
+        if not has.any():
+            return {}
+        logits = self._split(output[has])
+        return {k: F.cross_entropy(lg, batch["scene"][has][:, i]) for i, (k, lg) in enumerate(zip(ATTRIBUTES, logits))}
+
+    def predict(self, head, output: torch.Tensor, images, out_size) -> torch.Tensor:
+        """Attribute class indices (B, 2)."""
+        return torch.stack([lg.argmax(1) for lg in self._split(output)], 1)
+
+    def metric(self) -> Metric:
+        return SceneMetric()
+
+    def update(self, metric: Metric, predictions: torch.Tensor, batch: dict) -> None:
+        has = labelled(batch, self.name)
+        metric.update(predictions[has], batch["scene"][has])

@@ -1,0 +1,50 @@
+"""Train a multi-task model.
+
+    python tools/train.py [--config FILE] [key=value ...]
+
+Config: configs/default.yaml <- --config FILE <- key=value (e.g. train.steps=100
+balancer.name=equal output_dir=runs/x). Writes config.yaml, train.jsonl, metrics.jsonl,
+metrics.json, last.pt, best.pt and curve plots into output_dir; resume=true (or --resume)
+continues from output_dir/last.pt.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from perception_mtl.config import ConfigError, load_config  # noqa: E402
+from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="experiment YAML merged over configs/default.yaml")
+    p.add_argument("--resume", action="store_true", help="continue from output_dir/last.pt")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    args = p.parse_args(argv)
+    overrides = list(args.overrides) + (["resume=true"] if args.resume else [])
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as err:
+        p.exit(2, f"config error: {err}\n")
+    from perception_mtl.engine.trainer import Trainer
+
+    try:
+        trainer = Trainer(cfg)
+    except DatasetError as err:
+        p.exit(2, f"data error: {err}\n")
+    metrics = trainer.fit()
+    out = Path(cfg.output_dir) / "metrics.json"
+    out.write_text(json.dumps({"step": trainer.step, **metrics}, indent=2))
+    width = max(map(len, metrics), default=0)
+    print(f"\nfinal metrics after {trainer.step} steps ({out}):")
+    for key, value in metrics.items():
+        print(f"  {key:<{width}}  {value:.4f}")
+
+
+if __name__ == "__main__":
+    main()
