@@ -25,7 +25,7 @@ setup(
         "cityscapesScripts>=2.2,<3",
         "matplotlib>=3.8,<4",
         "tqdm>=4.66,<5",
-        "numpy>=1.26,<3",
+        "numpy>=1.26,<2.4",  # cityscapesScripts' evaluator calls np.in1d, removed in NumPy 2.4
         "scipy>=1.11,<2",
         "pillow>=10,<14",
         "opencv-python-headless>=4.8,<6",

@@ -127,10 +127,11 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
 
 
 def load_config(file: str | Path | None = None, overrides: list[str] | None = None,
-                defaults: str | Path | None = "configs/default.yaml") -> DictConfig:
-    """Merge the schema <- `defaults` <- `file` <- `overrides` (key=value) and validate."""
+                defaults: str | Path | None = "configs/default.yaml", base: Any = None) -> DictConfig:
+    """Merge the schema <- `base` (e.g. a checkpoint's config) <- `defaults` <- `file` <-
+    `overrides` (key=value) and validate."""
     cfg = OmegaConf.structured(Config)
-    sources: list[tuple[str, Any]] = []
+    sources: list[tuple[str, Any]] = [("saved config", base)] if base is not None else []
     for path in (defaults, file):
         if path is not None and Path(path).exists():
             sources.append((str(path), OmegaConf.load(path)))

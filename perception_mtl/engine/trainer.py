@@ -148,7 +148,7 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
         self.optimizer.step()
         self.scheduler.step()
-        stats = {f"train/loss/{t}": float(v) for t, v in losses.items()}
+        stats = {f"train/loss/{t}": float(v.detach()) for t, v in losses.items()}
         stats.update({f"train/weight/{t}": float(w) for t, w in result["weights"].items()})
         stats["train/grad_norm"] = float(grad_norm)
         return stats

@@ -1,0 +1,72 @@
+"""W&B offline writes a run; W&B failures never stop training; local records always exist."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from perception_mtl.engine.trainer import Trainer
+from perception_mtl.tracking.wandb import WandbLogger, resolve_mode
+
+from helpers import tiny_config
+
+
+@pytest.fixture
+def wandb_env(tmp_path, monkeypatch):
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def test_default_mode_is_offline_without_an_api_key(wandb_env, monkeypatch):
+    assert resolve_mode(None) == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert resolve_mode(None) == "online"
+    assert resolve_mode("disabled") == "disabled"
+
+
+def test_offline_run_writes_a_wandb_record(wandb_env, tiny_world, tmp_path):
+    out = tmp_path / "run"
+    Trainer(tiny_config(tiny_world, out, "train.steps=2", "train.eval_every=2", "wandb.mode=offline",
+                        "wandb.images=2")).fit()
+    records = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(records) == 1 and records[0].stat().st_size > 1000
+
+
+def test_wandb_failure_is_a_warning_not_a_crash(wandb_env, tiny_world, tmp_path, monkeypatch):
+    import wandb
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("wandb unreachable")
+
+    monkeypatch.setattr(wandb, "init", broken)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(tiny_config(tiny_world, tmp_path / "run", "train.steps=2", "wandb.mode=online"))
+        metrics = trainer.fit()
+    assert any("W&B init failed" in str(w.message) for w in caught)
+    assert "seg/mIoU" in metrics and (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_logger_survives_a_failing_log_call(wandb_env, tmp_path):
+    from omegaconf import OmegaConf
+
+    from perception_mtl.config import WandbConfig
+
+    logger = WandbLogger(OmegaConf.structured(WandbConfig(mode="disabled")), str(tmp_path), {})
+
+    class Exploding:
+        id = "x"
+
+        def log(self, *a, **k):
+            raise OSError("disk full")
+
+    logger.run = Exploding()
+    with pytest.warns(UserWarning, match="W&B log failed"):
+        logger.log({"a": 1.0}, step=1)
+    logger.log({"a": 2.0}, step=2)  # switched off now, no second warning or error
