@@ -29,7 +29,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = "resnet18"
-    out_indices: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    out_indices: Optional[list[int]] = None  # None: the feature levels at strides 4..32
     pretrained: bool = False
     pretrained_path: Optional[str] = None
     neck_channels: int = 64

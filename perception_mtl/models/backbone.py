@@ -14,9 +14,12 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 class Backbone(nn.Module):
     """images (B, 3, H, W) in [0, 1] -> {stride: features (B, C_s, H/s, W/s)}."""
 
-    def __init__(self, name: str, out_indices: tuple[int, ...] = (1, 2, 3, 4), pretrained: bool = False,
+    def __init__(self, name: str, out_indices: tuple[int, ...] | None = None, pretrained: bool = False,
                  pretrained_path: str | None = None):
         super().__init__()
+        if out_indices is None:  # the levels at strides 4..32, wherever a model puts them
+            probe = timm.create_model(name, features_only=True, pretrained=False)
+            out_indices = tuple(i for i, r in enumerate(probe.feature_info.reduction()) if 4 <= r <= 32)
         kwargs: dict = dict(features_only=True, out_indices=tuple(out_indices))
         if pretrained_path is not None:
             if not Path(pretrained_path).is_file():
