@@ -7,16 +7,19 @@ It keeps its own state (saved through `state_dict`) and never reads trainer attr
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import nn
 
 
-class Balancer(nn.Module):
+class Balancer(nn.Module, ABC):
     """Base class; learnable balancer parameters (if any) are this module's parameters."""
 
     def __init__(self, tasks: list[str]):
         super().__init__()
         self.tasks = list(tasks)
 
+    @abstractmethod
     def backward(self, losses: dict[str, torch.Tensor], model: nn.Module) -> dict:
-        raise NotImplementedError
+        ...
