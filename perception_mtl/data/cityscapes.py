@@ -74,11 +74,10 @@ class CityscapesDataset(Dataset):
 
     def path(self, index: int, folder: str, suffix: str) -> Path:
         """Path of frame `index`'s file in `folder` (e.g. gtFine) with `suffix`."""
-        image = self.images[index]
-        stem = image.name[: -len("_leftImg8bit.png")]
-        return self.root / folder / self.split / image.parent.name / f"{stem}{suffix}"
+        return self.root / folder / self.split / self.images[index].parent.name / f"{self.frame(index)}{suffix}"
 
     def frame(self, index: int) -> str:
+        """The frame's stem, `{city}_{seq}_{frame}`."""
         return self.images[index].name[: -len("_leftImg8bit.png")]
 
     def __getitem__(self, index: int) -> dict:

@@ -98,7 +98,7 @@ class Trainer:
         cfg = self.cfg.train
         loader = DataLoader(SeededDataset(self.train_set), batch_size=cfg.batch_size, collate_fn=collate,
                             sampler=StepSampler(len(self.train_set), cfg.batch_size, cfg.seed, self.step),
-                            num_workers=self.cfg.data.workers, persistent_workers=False)
+                            num_workers=self.cfg.data.workers)
         self.model.train()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step")
         batches = iter(loader)
