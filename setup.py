@@ -19,7 +19,7 @@ setup(
         "segmentation-models-pytorch>=0.4,<0.7",
         "pycocotools>=2.0.8,<3",
         "torchmetrics>=1.4,<2",
-        "torchjd>=0.18,<0.19",
+        "torchjd[full]>=0.18,<0.19",  # extras: quadprog (UPGrad, DualProj), cvxpy + ecos (CAGrad, Nash-MTL)
         "wandb>=0.31,<0.40",
         "omegaconf>=2.3,<2.5",
         "cityscapesScripts>=2.2,<3",

@@ -63,7 +63,8 @@ class TasksConfig:
 @dataclass
 class BalancerConfig:
     name: str = "static"
-    weights: dict[str, float] = field(default_factory=dict)  # task -> weight (static); default 1
+    # the method's hyperparameters; configs/balancer/<name>.yaml holds their defaults
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -128,19 +129,32 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
 
 def load_config(file: str | Path | None = None, overrides: list[str] | None = None,
                 defaults: str | Path | None = "configs/default.yaml", base: Any = None) -> DictConfig:
-    """Merge the schema <- `base` (e.g. a checkpoint's config) <- `defaults` <- `file` <-
-    `overrides` (key=value) and validate."""
-    cfg = OmegaConf.structured(Config)
+    """Merge the schema <- `base` (e.g. a checkpoint's config) <- `defaults` <-
+    configs/balancer/<name>.yaml (next to `defaults`) <- `file` <- `overrides` (key=value), and
+    validate."""
     sources: list[tuple[str, Any]] = [("saved config", base)] if base is not None else []
-    for path in (defaults, file):
-        if path is not None and Path(path).exists():
-            sources.append((str(path), OmegaConf.load(path)))
-        elif path is not None and path is file:
-            raise ConfigError(f"config file {path} does not exist")
+    if defaults is not None and Path(defaults).exists():
+        sources.append((str(defaults), OmegaConf.load(defaults)))
+    if file is not None:
+        if not Path(file).exists():
+            raise ConfigError(f"config file {file} does not exist")
+        sources.append((str(file), OmegaConf.load(file)))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not key=value")
     sources.append(("command line", OmegaConf.from_dotlist(overrides or [])))
+    cfg = _merge(sources)
+    if defaults is not None:
+        method = Path(defaults).parent / "balancer" / f"{cfg.balancer.name}.yaml"
+        if method.exists():
+            at = len(sources) - 1 - (file is not None)
+            cfg = _merge(sources[:at] + [(str(method), OmegaConf.load(method))] + sources[at:])
+    validate(cfg)
+    return cfg
+
+
+def _merge(sources: list[tuple[str, Any]]) -> DictConfig:
+    cfg = OmegaConf.structured(Config)
     for name, source in sources:
         try:
             cfg = OmegaConf.merge(cfg, source)
@@ -149,13 +163,12 @@ def load_config(file: str | Path | None = None, overrides: list[str] | None = No
                               + "\n  ".join(_valid_keys(OmegaConf.structured(Config)))) from err
         except OmegaConfBaseException as err:
             raise ConfigError(f"{name}: bad value for '{getattr(err, 'full_key', '?')}': {err.msg}") from err
-    validate(cfg)
     return cfg
 
 
 def validate(cfg: DictConfig) -> None:
     """Check choices that types alone cannot express."""
-    from perception_mtl.balancing import BALANCERS
+    from perception_mtl.balancing import BALANCERS, build_balancer
     from perception_mtl.tasks import TASKS
 
     def choice(key: str, value: Any, valid: list) -> None:
@@ -167,8 +180,10 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.tasks:
         raise ConfigError(f"tasks is empty; choose some of {TASKS.names()}")
     choice("balancer.name", cfg.balancer.name, BALANCERS.names())
-    for task in cfg.balancer.weights:
-        choice("balancer.weights key", task, list(cfg.tasks))
+    try:
+        build_balancer(cfg.balancer.name, list(cfg.tasks), OmegaConf.to_container(cfg.balancer.params))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"balancer.params: {err}") from err
     choice("model.branch", cfg.model.branch, ["neck", "backbone"])
     choice("data.seg_classes", cfg.data.seg_classes, [7, 19])
     choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])

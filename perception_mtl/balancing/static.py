@@ -14,6 +14,9 @@ class StaticBalancer(Balancer):
 
     def __init__(self, tasks: list[str], weights: dict[str, float] | None = None):
         super().__init__(tasks)
+        unknown = sorted(set(weights or {}) - set(tasks))
+        if unknown:
+            raise ValueError(f"weights for {unknown}, which are not among the tasks {list(tasks)}")
         self.weights = {t: float((weights or {}).get(t, 1.0)) for t in tasks}
 
     def backward(self, losses: dict[str, torch.Tensor], model: nn.Module) -> dict:
@@ -26,5 +29,5 @@ class StaticBalancer(Balancer):
 class EqualBalancer(StaticBalancer):
     """All task weights 1."""
 
-    def __init__(self, tasks: list[str], weights: dict[str, float] | None = None):
+    def __init__(self, tasks: list[str]):
         super().__init__(tasks, None)

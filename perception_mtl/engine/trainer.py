@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from perception_mtl.balancing import BALANCERS
+from perception_mtl.balancing import build_balancer
+from perception_mtl.balancing.gradients import probe
 from perception_mtl.data.cityscapes import CityscapesDataset
 from perception_mtl.data.collate import collate
 from perception_mtl.data.sampling import SeededDataset, StepSampler
@@ -54,7 +55,8 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.tasks = build_tasks(cfg)
         self.model = MultiTaskModel(cfg, self.tasks)
-        self.balancer = BALANCERS.get(cfg.balancer.name)(list(cfg.tasks), **self._balancer_kwargs())
+        self.balancer = build_balancer(cfg.balancer.name, list(cfg.tasks),
+                                       OmegaConf.to_container(cfg.balancer.params, resolve=True))
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.optim.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.train_set = CityscapesDataset(cfg.data.root, "train", tuple(cfg.tasks), cfg.data.seg_classes,
@@ -73,16 +75,11 @@ class Trainer:
                                  resume_id=self.wandb_id)
         self.wandb_id = self.wandb.run_id
 
-    def _balancer_kwargs(self) -> dict:
-        kwargs = OmegaConf.to_container(self.cfg.balancer, resolve=True)
-        kwargs.pop("name")
-        return kwargs
-
     def _param_groups(self) -> list[dict]:
         o = self.cfg.optim
         groups = [{"params": list(self.model.parameters()), "weight_decay": o.weight_decay}]
-        if list(self.balancer.parameters()):
-            groups.append({"params": list(self.balancer.parameters()), "weight_decay": 0.0})
+        if self.balancer.optimizer_parameters():
+            groups.append({"params": self.balancer.optimizer_parameters(), "weight_decay": 0.0})
         return groups
 
     def _lr_factor(self, step: int) -> float:
@@ -126,8 +123,8 @@ class Trainer:
         self.wandb.finish()
         return metrics
 
-    def train_step(self, batch: dict) -> dict[str, float]:
-        """One optimisation step; returns scalars to log."""
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Forward and the loss of each task labelled in the batch."""
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.train.amp):
             outputs = self.model(batch["image"])
         losses: dict[str, torch.Tensor] = {}
@@ -135,6 +132,11 @@ class Trainer:
             parts = task.loss(self.model.heads[t], outputs[t], batch) if t in batch["has"] else {}
             if parts:
                 losses[t] = sum(parts.values())
+        return losses
+
+    def train_step(self, batch: dict) -> dict[str, float]:
+        """One optimisation step; returns scalars to log (gradient statistics at log steps)."""
+        losses = self.losses(batch)
         bad = [t for t, v in losses.items() if not torch.isfinite(v)]
         self.optimizer.zero_grad(set_to_none=True)
         if bad:
@@ -144,12 +146,17 @@ class Trainer:
             self.skipped += 1
             self.scheduler.step()
             return {}
+        stats = {f"train/loss/{t}": float(v.detach()) for t, v in losses.items()}
+        if (self.step + 1) % self.cfg.train.log_every == 0 and len(losses) > 1:
+            stats.update({f"train/{k}": v for k, v in probe(losses, self.model).items()})
         result = self.balancer.backward(losses, self.model)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
         self.optimizer.step()
         self.scheduler.step()
-        stats = {f"train/loss/{t}": float(v.detach()) for t, v in losses.items()}
-        stats.update({f"train/weight/{t}": float(w) for t, w in result["weights"].items()})
+        with torch.no_grad():
+            self.balancer.after_step(lambda: self.losses(batch))
+        stats.update({f"train/weight/{t}": float(w) for t, w in result.pop("weights").items()})
+        stats.update({f"train/{k}": float(v) for k, v in result.items()})
         stats["train/grad_norm"] = float(grad_norm)
         return stats
 

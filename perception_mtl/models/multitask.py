@@ -48,3 +48,19 @@ class MultiTaskModel(nn.Module):
         yield from self.backbone.parameters()
         if self.shared_neck:
             yield from self.neck.parameters()
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        """Parameters only `task`'s loss depends on: its head (and its own FPN if branched early)."""
+        yield from self.heads[task].parameters()
+        if not self.shared_neck:
+            yield from self.necks[task].parameters()
+
+    def last_shared_parameters(self) -> Iterator[nn.Parameter]:
+        """The last shared layer (GradNorm's W): the FPN's output convolutions, or without a shared
+        neck the backbone's last stage."""
+        if self.shared_neck:
+            yield from self.neck.fpn.layer_blocks.parameters()
+        else:
+            stages = [m for m in self.backbone.body.children() if any(True for _ in m.parameters())]
+            yield from stages[-1].parameters()
+

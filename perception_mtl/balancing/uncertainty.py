@@ -1,0 +1,52 @@
+"""Uncertainty weighting: Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh
+Losses for Scene Geometry and Semantics", CVPR 2018.
+
+Each task has a learnable s_i = log sigma_i^2 (initialised to 0) and contributes
+  regression (Gaussian likelihood, eq. 5):        1/(2 sigma_i^2) L_i + log sigma_i = 0.5 exp(-s_i) L_i + 0.5 s_i
+  classification (scaled softmax, eq. 10):        1/sigma_i^2 L_i + log sigma_i     =     exp(-s_i) L_i + 0.5 s_i
+At the optimum of s_i, sigma_i^2 = L_i (regression) or 2 L_i (classification).
+
+Why not torchjd's `UW`: it uses the regression form for every task; the paper uses the
+classification form for segmentation. The s_i go into the trainer's optimizer (own group,
+no weight decay). The total loss becomes negative once some L_i < 1 (the log sigma term):
+that is expected, not a bug; compare the per-task losses, not the total.
+"""
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from perception_mtl.balancing import BALANCERS
+from perception_mtl.balancing.base import Balancer, Losses
+
+FORMS = {"regression": 0.5, "classification": 1.0}  # factor on exp(-s_i) L_i
+# segmentation and detection (focal, centerness BCE) and scene attributes are classification
+DEFAULT_FORMS = MappingProxyType({"det": "classification", "seg": "classification", "depth": "regression",
+                                  "scene": "classification"})
+
+
+@BALANCERS.register("uncertainty")
+class UncertaintyWeighting(Balancer):
+    """`forms`: {task: "regression" | "classification"}; tasks not named use "regression"."""
+
+    def __init__(self, tasks: list[str], forms: Mapping[str, str] = DEFAULT_FORMS):
+        super().__init__(tasks)
+        for t, form in forms.items():
+            if form not in FORMS:
+                raise ValueError(f"uncertainty form for {t!r} is {form!r}; choose from {sorted(FORMS)}")
+        self.factor = {t: FORMS[forms.get(t, "regression")] for t in tasks}
+        self.log_var = nn.Parameter(torch.zeros(len(tasks)))
+
+    def backward(self, losses: Losses, model: nn.Module) -> dict:
+        total, weights, stats = 0.0, {}, {}
+        for t, loss in losses.items():
+            s = self.log_var[self.tasks.index(t)]
+            weight = self.factor[t] * torch.exp(-s)
+            total = total + weight * loss + 0.5 * s
+            weights[t] = float(weight.detach())
+            stats[f"uncertainty/sigma2/{t}"] = float(torch.exp(s.detach()))
+        total.backward()
+        return {"weights": weights, **stats}
