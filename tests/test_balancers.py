@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import inspect
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -16,7 +19,7 @@ from perception_mtl.config import ConfigError, load_config
 from perception_mtl.data.collate import collate
 from perception_mtl.engine.trainer import Trainer
 
-from helpers import tiny_config
+from helpers import TINY_TRAIN, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -271,3 +274,28 @@ def test_unknown_balancer_parameter_lists_the_valid_ones():
         load_config(None, ["balancer.name=gradnorm", "balancer.params.beta=1"], defaults=None)
     with pytest.raises(ConfigError, match="not among the tasks"):
         load_config(None, ["balancer.params.weights.lidar=2"], defaults=None)
+
+
+def test_trainer_resume_restores_balancer_state(tiny_world, tmp_path):
+    """FAMO (logits, its own Adam, last losses) through the trainer's checkpoint."""
+    extra = ["balancer.name=famo", "train.checkpoint_every=2"]
+    straight = Trainer(tiny_config(tiny_world, tmp_path / "a", "train.steps=4", *extra))
+    straight.fit()
+    Trainer(tiny_config(tiny_world, tmp_path / "b", "train.steps=2", *extra)).fit()
+    resumed = Trainer(tiny_config(tiny_world, tmp_path / "b", "train.steps=4", "resume=true", *extra))
+    assert resumed.step == 2 and resumed.balancer.before
+    resumed.fit()
+    assert torch.equal(straight.balancer.logits, resumed.balancer.logits)
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_bench_balancers_prints_a_table(tiny_world, tmp_path):
+    cmd = [sys.executable, str(ROOT / "tools" / "bench_balancers.py"), "--methods", "equal,famo,pcgrad",
+           "--steps", "1", "--warmup", "0", "--no-memory", *TINY_TRAIN, f"data.root={tiny_world}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "WANDB_MODE": "disabled"})
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
+    names = [row.split("|")[1].strip() + "/" + row.split("|")[2].strip() for row in rows[1:]]
+    assert names == ["equal/loss", "famo/loss, same_batch", "famo/loss, next_batch",
+                     "pcgrad/representation", "pcgrad/parameter"], out.stdout
+    assert rows[1].split("|")[4].strip() == "1.00"

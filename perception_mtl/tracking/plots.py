@@ -1,4 +1,4 @@
-"""Curves from the local record: per-task losses, task weights, learning rate, val metrics."""
+"""Curves from the local record: per-task losses, task weights, gradient cosines, lr, val metrics."""
 from __future__ import annotations
 
 import json
@@ -19,7 +19,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     run_dir = Path(run_dir)
     written = []
     for name, rows, groups in (
-        ("curves_train.png", _read(run_dir / "train.jsonl"), ("train/loss/", "train/weight/", "train/lr")),
+        ("curves_train.png", _read(run_dir / "train.jsonl"),
+         ("train/loss/", "train/weight/", "train/grad/cos/", "train/lr")),
         ("curves_val.png", _read(run_dir / "metrics.jsonl"), ("val/",)),
     ):
         if not rows:
