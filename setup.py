@@ -21,6 +21,7 @@ setup(
         "torchmetrics>=1.4,<2",
         "torchjd[full]>=0.18,<0.19",  # extras: quadprog (UPGrad, DualProj), cvxpy + ecos (CAGrad, Nash-MTL)
         "wandb>=0.31,<0.40",
+        "wandb-workspaces>=0.4.4,<0.5",  # tools/wandb_dashboard.py
         "omegaconf>=2.3,<2.5",
         "cityscapesScripts>=2.2,<3",
         "matplotlib>=3.8,<4",

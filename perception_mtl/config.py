@@ -88,6 +88,7 @@ class TrainConfig:
     nonfinite: str = "stop"  # "stop" or "skip" a step whose loss is NaN/Inf
     best_metric: str = "seg/mIoU"
     threads: Optional[int] = None
+    affinity_every: int = 0  # >0: TAG lookahead affinity every N steps (T extra backward + forward passes)
 
 
 @dataclass
@@ -114,6 +115,9 @@ class Config:
     resume: bool = False
 
 
+DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+
 class ConfigError(ValueError):
     """A config file or override is invalid; the message says what is valid."""
 
@@ -128,7 +132,7 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
 
 
 def load_config(file: str | Path | None = None, overrides: list[str] | None = None,
-                defaults: str | Path | None = "configs/default.yaml", base: Any = None) -> DictConfig:
+                defaults: str | Path | None = DEFAULTS, base: Any = None) -> DictConfig:
     """Merge the schema <- `base` (e.g. a checkpoint's config) <- `defaults` <-
     configs/balancer/<name>.yaml (next to `defaults`) <- `file` <- `overrides` (key=value), and
     validate."""

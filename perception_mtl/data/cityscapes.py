@@ -29,6 +29,7 @@ TASK_FILES = {  # task -> (top folder, file suffix); images live in leftImg8bit
     "det": ("gtFine", "_gtFine_instanceIds.png"),
     "depth": ("disparity", "_disparity.png"),
     "scene": ("scene", "_scene.json"),
+    "noise": ("leftImg8bit", "_leftImg8bit.png"),  # unrelated task: its target is a hash of the frame name
 }
 LAYOUT_HELP = """expected the Cityscapes layout under {root}:
   leftImg8bit/{split}/<city>/<city>_<seq>_<frame>_leftImg8bit.png

@@ -19,6 +19,7 @@ from perception_mtl.balancing.gradients import probe
 from perception_mtl.data.cityscapes import CityscapesDataset
 from perception_mtl.data.collate import collate
 from perception_mtl.data.sampling import SeededDataset, StepSampler
+from perception_mtl.engine.affinity import lookahead_affinity
 from perception_mtl.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from perception_mtl.engine.evaluator import evaluate
 from perception_mtl.models.multitask import MultiTaskModel
@@ -66,6 +67,7 @@ class Trainer:
             self.train_set = torch.utils.data.Subset(self.train_set, range(min(cfg.data.train_limit, len(self.train_set))))
         self.val = val_loader(cfg, limit=cfg.data.val_limit)
         self.step, self.best, self.skipped, self.wandb_id = 0, -math.inf, 0, None
+        self.train_time, self._clock = 0.0, time.perf_counter()  # seconds in fit(), summed over resumes
         self.local = LocalLogger(self.run_dir)
         if cfg.resume and (self.run_dir / "last.pt").exists():
             self._restore(load_checkpoint(self.run_dir / "last.pt"))
@@ -98,6 +100,7 @@ class Trainer:
                             num_workers=self.cfg.data.workers)
         self.model.train()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step")
+        self._clock = time.perf_counter()
         batches = iter(loader)
         tic, seen = time.perf_counter(), 0
         metrics: dict[str, float] = {}
@@ -149,6 +152,11 @@ class Trainer:
         stats = {f"train/loss/{t}": float(v.detach()) for t, v in losses.items()}
         if (self.step + 1) % self.cfg.train.log_every == 0 and len(losses) > 1:
             stats.update({f"train/{k}": v for k, v in probe(losses, self.model).items()})
+        every = self.cfg.train.affinity_every
+        if every and (self.step + 1) % every == 0 and len(losses) > 1:
+            affinity = lookahead_affinity(self.model, losses, lambda: self.losses(batch),
+                                          self.scheduler.get_last_lr()[0])
+            stats.update({f"train/{k}": v for k, v in affinity.items()})
         result = self.balancer.backward(losses, self.model)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
         self.optimizer.step()
@@ -184,9 +192,12 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "balancer": self.balancer.state_dict(),
                 "step": self.step, "best": self.best, "skipped": self.skipped, "rng": rng_state(),
+                "train_time": self.train_time,
                 "wandb_id": self.wandb_id, "config": OmegaConf.to_container(self.cfg, resolve=True)}
 
     def save(self, name: str) -> None:
+        now = time.perf_counter()
+        self.train_time, self._clock = self.train_time + now - self._clock, now
         save_checkpoint(self.run_dir / name, self.state())
 
     def _restore(self, state: dict) -> None:
@@ -195,6 +206,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.balancer.load_state_dict(state["balancer"])
         self.step, self.best, self.skipped = state["step"], state["best"], state["skipped"]
+        self.train_time = state.get("train_time", 0.0)
         self.wandb_id = state.get("wandb_id")
         set_rng_state(state["rng"])
         self.local.truncate_after(self.step)

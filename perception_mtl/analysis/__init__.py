@@ -1,0 +1,1 @@
+"""Benchmark analysis: results records, delta-m, the leaderboard and the negative-transfer report."""

@@ -1,0 +1,172 @@
+"""The leaderboard of a benchmark results folder: leaderboard.{md,csv,html}, pareto.png,
+delta_m.png and a W&B Table.
+
+One row per multi-task run label, then the single-task baselines as reference rows. Each
+delta-m metric is mean ± std over seeds (std with ddof=1, blank for one seed). Delta-m (both
+conventions, see `delta_m.py`) is computed per seed against the mean over seeds of the
+single-task runs, then averaged over seeds; rows are ranked by the per-task convention.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import warnings
+from pathlib import Path
+
+from perception_mtl.analysis.delta_m import (baselines, delta_m_flat, delta_m_per_task, metric_changes,
+                                             task_changes)
+from perception_mtl.analysis.render import (numeric_table, plot_delta_m, plot_pareto, write_csv, write_html,
+                                            write_markdown)
+from perception_mtl.analysis.results import delta_metrics, load_results, suite_spec
+
+Stat = tuple[float, float]  # (mean, std) over seeds; NaN where undefined
+MAKE_RESULTS = "python tools/benchmark.py --suite configs/benchmark/smoke.yaml"
+
+
+def stats(values: list[float]) -> Stat:
+    """Mean and sample std (ddof=1) of the finite values; std is NaN for fewer than 2."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def metric_keys(chosen: dict[str, list[str]], tasks: list[str] | None = None) -> list[str]:
+    """["<task>/<metric>", ...] of the delta-m metrics, optionally only of `tasks`."""
+    return [f"{t}/{m}" for t, names in chosen.items() if tasks is None or t in tasks for m in names]
+
+
+def baseline_notes(records: list[dict], base: dict[str, float], chosen: dict[str, list[str]]) -> list[str]:
+    """Why delta-m stays empty: tasks of multi-task runs whose baselines are missing or zero."""
+    tasks = dict.fromkeys(t for r in records if r["kind"] == "mtl" for t in r["tasks"] if t in chosen)
+    notes = []
+    for task in tasks:
+        keys = metric_keys(chosen, [task])
+        missing, zero = [k for k in keys if k not in base], [k for k in keys if base.get(k) == 0]
+        if len(missing) == len(keys):
+            notes.append(f"no single-task baseline for {task}: run stl-{task} (`baselines: true` in the suite); "
+                         f"delta-m is left empty for the runs with {task}")
+        elif missing:
+            notes.append(f"the stl-{task} results lack {', '.join(missing)}; delta-m is left empty for the "
+                         f"runs with {task}")
+        if zero:
+            notes.append(f"stl-{task} scores 0 on {', '.join(zero)}, so the relative change is undefined; delta-m "
+                         f"is left empty for the runs with {task} (train longer or drop it from delta_metrics)")
+    return notes
+
+
+def build_row(runs: list[dict], base: dict[str, float], chosen: dict[str, list[str]]) -> tuple[dict, list[str]]:
+    """The row of one run label (all its seeds) and the notes on what it lacks; `base` holds the
+    usable (non-zero) baselines."""
+    first, notes = runs[0], []
+    keys = metric_keys(chosen, first["tasks"])
+    row = {"run": first["run"], "kind": first["kind"], "tasks": first["tasks"], "seeds": len(runs), "rank": None,
+           "metrics": {k: stats([r["metrics"].get(k, math.nan) for r in runs]) for k in metric_keys(chosen)},
+           "params": statistics.fmean(r["params"] for r in runs),
+           "train_time_s": stats([r["train_time_s"] for r in runs]),
+           "latency_ms": stats([r["latency_ms"] for r in runs]),
+           "delta_m_per_task": (math.nan, math.nan), "delta_m_flat": (math.nan, math.nan), "task_change": {}}
+    if first["kind"] != "mtl":
+        return row, notes
+    lacking = [k for k in keys if any(k not in r["metrics"] for r in runs)]
+    if lacking:
+        notes.append(f"{first['run']}: {', '.join(lacking)} missing from its results; its delta-m is left empty")
+    usable = [k for k in keys if k in base and k not in lacking]
+    changes = [metric_changes(r["metrics"], base, r["directions"], usable) for r in runs]
+    if keys and len(usable) == len(keys):
+        row["delta_m_per_task"] = stats([delta_m_per_task(c) for c in changes])
+        row["delta_m_flat"] = stats([delta_m_flat(c) for c in changes])
+    per_seed = [task_changes(c) for c in changes]
+    complete = [t for t in first["tasks"] if chosen.get(t) and all(k in usable for k in metric_keys(chosen, [t]))]
+    row["task_change"] = {t: stats([tc[t] for tc in per_seed]) for t in complete}
+    return row, notes
+
+
+def build_rows(records: list[dict], chosen: dict[str, list[str]]) -> tuple[list[dict], list[str]]:
+    """Ranked multi-task rows then single-task reference rows, and the notes on empty delta-m."""
+    base = baselines(records)
+    notes = baseline_notes(records, base, chosen)
+    usable = {k: v for k, v in base.items() if v}
+    rows = []
+    for label in dict.fromkeys(r["run"] for r in records):
+        row, row_notes = build_row([r for r in records if r["run"] == label], usable, chosen)
+        rows.append(row)
+        notes += row_notes
+    ranked = sorted((r for r in rows if r["kind"] == "mtl"),
+                    key=lambda r: (math.isnan(r["delta_m_per_task"][0]), r["delta_m_per_task"][0]))
+    for i, row in enumerate(ranked, 1):
+        row["rank"] = None if math.isnan(row["delta_m_per_task"][0]) else i
+    order = list(chosen)
+    stl = sorted((r for r in rows if r["kind"] != "mtl"),
+                 key=lambda r: (order.index(r["tasks"][0]) if r["tasks"][0] in order else len(order), r["run"]))
+    return ranked + stl, notes
+
+
+def resolve_mode(mode: str | None, spec: dict) -> str:
+    """W&B mode: the argument, else WANDB_MODE, else the suite's `wandb.mode`, else offline."""
+    return mode or os.environ.get("WANDB_MODE") or (spec.get("wandb") or {}).get("mode") or "offline"
+
+
+def log_wandb_table(results_dir: Path, columns: list[str], data: list[list], spec: dict,
+                    mode: str | None = None) -> bool:
+    """Log the table as a W&B Table in a run of the suite's group; True when logged.
+
+    Any W&B failure is a warning (WandbLogger switches itself off), never an exception.
+    """
+    mode = resolve_mode(mode, spec)
+    if mode == "disabled":
+        return False
+    from perception_mtl.config import WandbConfig
+    from perception_mtl.tracking.wandb import WandbLogger
+
+    suite_wandb = spec.get("wandb") or {}
+    cfg = WandbConfig(mode=mode, group=spec.get("name", results_dir.name), tags=["leaderboard"],
+                      **{k: suite_wandb[k] for k in ("project", "entity") if suite_wandb.get(k)})
+    logger = WandbLogger(cfg, str(results_dir), config={"results_dir": str(results_dir), "job": "leaderboard"})
+    if logger.run is None:
+        return False
+    try:
+        table = logger.wandb.Table(columns=columns, data=data)
+    except Exception as err:  # noqa: BLE001 (W&B must never stop the analysis)
+        warnings.warn(f"W&B leaderboard table not built ({type(err).__name__}: {err})")
+        logger.finish()
+        return False
+    logger.log({"leaderboard": table}, step=0)
+    logged = logger.run is not None
+    logger.finish()
+    return logged
+
+
+def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) -> dict[str, Path]:
+    """Write leaderboard.{md,csv,html}, pareto.png and delta_m.png into `results_dir`, log the
+    W&B Table (mode: `wandb_mode`, else WANDB_MODE, else the suite's, else offline), and return
+    {"md", "csv", "html", "pareto", "delta_m"} -> path of the files written (a plot with nothing
+    to draw is left out).
+
+    Raises FileNotFoundError when there are no results, ResultsError naming a corrupt file.
+    """
+    results_dir = Path(results_dir)
+    records = load_results(results_dir)
+    if not records:
+        raise FileNotFoundError(f"no runs/*/seed*/result.json under {results_dir}; make them with {MAKE_RESULTS}")
+    spec = suite_spec(results_dir)
+    chosen = delta_metrics(spec, records)
+    rows, notes = build_rows(records, chosen)
+    keys = metric_keys(chosen)
+    directions = {k: up for r in records for k, up in r["directions"].items()}
+    paths = {name: results_dir / f"leaderboard.{name}" for name in ("md", "csv", "html")}
+    drawn = []
+    for name, plot in (("pareto", plot_pareto), ("delta_m", plot_delta_m)):
+        paths[name] = results_dir / f"{name}.png"
+        if plot(rows, paths[name]):
+            drawn.append(paths[name])
+        else:
+            paths[name].unlink(missing_ok=True)  # a stale plot of an earlier call must not survive
+    title = f"perception_mtl leaderboard: {spec.get('name', results_dir.name)}"
+    write_markdown(rows, keys, directions, notes, title, drawn, paths["md"])
+    columns, data = numeric_table(rows, keys)
+    write_csv(columns, data, paths["csv"])
+    write_html(rows, keys, directions, notes, title, drawn, paths["html"])
+    log_wandb_table(results_dir, columns, data, spec, wandb_mode)
+    return {name: path for name, path in paths.items() if path.exists()}

@@ -1,0 +1,176 @@
+"""Render leaderboard rows (see `leaderboard.build_rows`): markdown, CSV, a self-contained
+sortable HTML page, the Pareto scatter and the delta-m bar chart."""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import itertools
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+CAPTION = ("Ranked by Δm per-task (LibMTL); flat (Nash-MTL/FAMO) shown too. Δm: mean relative change (%) "
+           "against the single-task runs, positive = worse, lower is better; mean ± std over seeds. "
+           "stl-* rows are the single-task baselines (reference, not ranked).")
+NUMERIC = ("delta_m_per_task", "delta_m_flat", "train_time_s", "latency_ms")
+Cell = tuple[str, float | str | None]  # (text shown, value to sort by; None = blank, sorted last)
+
+
+def _fmt(stat: tuple[float, float], spec: str, std_spec: str | None = None) -> Cell:
+    mean, std = stat
+    if math.isnan(mean):
+        return "", None
+    text = format(mean, spec) + ("" if math.isnan(std) else " ± " + format(std, std_spec or spec))
+    return text, mean
+
+
+def header(keys: list[str], directions: dict[str, bool]) -> list[str]:
+    arrows = [f"{k} {'↑' if directions.get(k, True) else '↓'}" for k in keys]
+    return ["rank", "run", "seeds", *arrows, "Δm% per-task ↓", "Δm% flat ↓", "params (M)", "train time (s)",
+            "latency (ms)"]
+
+
+def cells(row: dict, keys: list[str]) -> list[Cell]:
+    rank: Cell = (str(row["rank"]), row["rank"]) if row["rank"] else ("ref" if row["kind"] != "mtl" else "", None)
+    return [rank, (row["run"], row["run"]), (str(row["seeds"]), row["seeds"]),
+            *(_fmt(row["metrics"][k], ".4g", ".2g") for k in keys),
+            _fmt(row["delta_m_per_task"], ".2f"), _fmt(row["delta_m_flat"], ".2f"),
+            (f"{row['params'] / 1e6:.2f}", row["params"]), _fmt(row["train_time_s"], ".0f"),
+            _fmt(row["latency_ms"], ".1f")]
+
+
+def numeric_table(rows: list[dict], keys: list[str]) -> tuple[list[str], list[list]]:
+    """Columns and rows with mean and std as separate numbers (None where undefined)."""
+    names = [*keys, *NUMERIC]
+    columns = ["rank", "run", "kind", "seeds", "params"] + [f"{n}_{s}" for n in names for s in ("mean", "std")]
+    data = []
+    for row in rows:
+        stats = [*(row["metrics"][k] for k in keys), *(row[n] for n in NUMERIC)]
+        data.append([row["rank"], row["run"], row["kind"], row["seeds"], int(row["params"])]
+                    + [None if math.isnan(v) else v for stat in stats for v in stat])
+    return columns, data
+
+
+def write_csv(columns: list[str], data: list[list], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows([["" if v is None else v for v in row] for row in data])
+
+
+def write_markdown(rows: list[dict], keys: list[str], directions: dict[str, bool], notes: list[str], title: str,
+                   figures: list[Path], path: Path) -> None:
+    head = header(keys, directions)
+    lines = [f"# {title}", "", CAPTION, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(text for text, _ in cells(r, keys)) + " |" for r in rows]
+    if notes:
+        lines += ["", "Notes:", *(f"- {n}" for n in notes)]
+    lines += ["", *(f"![{f.stem}]({f.name})" for f in figures)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+SORT_JS = """<script>
+document.querySelectorAll("table.leaderboard th").forEach((th, col) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], asc = th.dataset.order !== "asc";
+  th.parentNode.querySelectorAll("th").forEach(h => delete h.dataset.order);
+  th.dataset.order = asc ? "asc" : "desc";
+  const value = r => { const v = r.cells[col].dataset.v; return v === undefined ? null : isNaN(v) ? v : +v; };
+  Array.from(body.rows).sort((a, b) => {
+    const x = value(a), y = value(b);
+    if (x === null || y === null) return (x === null) - (y === null);  // blanks last either way
+    return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
+  }).forEach(r => body.appendChild(r));
+}));
+</script>"""
+STYLE = """<style>
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:14px}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}
+th{cursor:pointer;background:#f0f0f0;user-select:none}td:nth-child(2){text-align:left}
+th[data-order=asc]::after{content:" ▲"}th[data-order=desc]::after{content:" ▼"}
+tr.stl{color:#666;background:#fafafa}img{max-width:100%;margin-top:1em}
+</style>"""
+
+
+def _td(cell: Cell) -> str:
+    text, value = cell
+    attr = "" if value is None else f' data-v="{html.escape(str(value))}"'
+    return f"<td{attr}>{html.escape(text)}</td>"
+
+
+def write_html(rows: list[dict], keys: list[str], directions: dict[str, bool], notes: list[str], title: str,
+               figures: list[Path], path: Path) -> None:
+    """One offline file: inline CSS, the sorting script and the figures as data URIs."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header(keys, directions))
+    body = "\n".join(f'<tr class="{r["kind"]}">' + "".join(_td(c) for c in cells(r, keys)) + "</tr>" for r in rows)
+    notes_html = f"<p>Notes:</p><ul>{''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>" if notes else ""
+    images = "".join(f'<img alt="{f.stem}" src="data:image/png;base64,{base64.b64encode(f.read_bytes()).decode()}">'
+                     for f in figures)
+    path.write_text(f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>{STYLE}</head><body>
+<h2>{html.escape(title)}</h2><p>{html.escape(CAPTION)} Click a column header to sort.</p>
+<table class="leaderboard"><thead><tr>{head}</tr></thead><tbody>
+{body}
+</tbody></table>{notes_html}{images}
+{SORT_JS}</body></html>
+""")
+
+
+def plot_delta_m(rows: list[dict], path: Path) -> bool:
+    """Bars of delta-m per-task (mean ± std over seeds), best first; False when nothing to draw."""
+    rows = [r for r in rows if r["kind"] == "mtl" and not math.isnan(r["delta_m_per_task"][0])]
+    if not rows:
+        return False
+    rows = sorted(rows, key=lambda r: r["delta_m_per_task"][0])
+    means = [r["delta_m_per_task"][0] for r in rows]
+    errors = [0.0 if math.isnan(r["delta_m_per_task"][1]) else r["delta_m_per_task"][1] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(rows) + 1.5), 3.4))
+    ax.bar(range(len(rows)), means, yerr=errors if any(errors) else None, capsize=3,
+           color=["tab:green" if m < 0 else "tab:red" for m in means])
+    ax.set_xticks(range(len(rows)), [r["run"] for r in rows], rotation=60, ha="right", fontsize=8)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_ylabel("Δm% per-task (lower is better)")
+    ax.set_title("Δm vs single-task, mean ± std over seeds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
+    """Which points no other point dominates (both coordinates minimised)."""
+    return [not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points) for p in points]
+
+
+def plot_pareto(rows: list[dict], path: Path) -> bool:
+    """Per task pair, each method's per-task relative change % (origin = single-task, lower-left =
+    better), Pareto-optimal methods in red; False when fewer than two tasks have baselines."""
+    rows = [r for r in rows if r["kind"] == "mtl" and r["task_change"]]
+    tasks = list(dict.fromkeys(t for r in rows for t in r["task_change"]))
+    pairs = list(itertools.combinations(tasks, 2))
+    if not pairs:
+        return False
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.3 * len(pairs), 4.0), squeeze=False)
+    for ax, (a, b) in zip(axes[0], pairs):
+        pts = [(r["run"], r["task_change"][a], r["task_change"][b]) for r in rows
+               if not math.isnan(r["task_change"][a][0]) and not math.isnan(r["task_change"][b][0])]
+        front = pareto_front([(x[0], y[0]) for _, x, y in pts])
+        for (name, x, y), best in zip(pts, front):
+            ax.errorbar(x[0], y[0], xerr=0 if math.isnan(x[1]) else x[1], yerr=0 if math.isnan(y[1]) else y[1],
+                        fmt="o", ms=6 if best else 4, color="tab:red" if best else "tab:gray", lw=0.8)
+            ax.annotate(name, (x[0], y[0]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.scatter([0], [0], marker="*", s=120, color="k", zorder=3, label="single-task")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set(xlabel=f"{a}: change vs single-task %", ylabel=f"{b}: change vs single-task %",
+               title=f"{a} vs {b} (red: Pareto-optimal; lower-left is better)")
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

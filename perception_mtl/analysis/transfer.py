@@ -1,0 +1,194 @@
+"""Negative-transfer analysis of a results folder: who hurts whom, when, and how sure we are.
+
+1. MTL vs single-task, per task and method: the change of the task's primary metric (in %,
+   signed so that negative is worse) with its spread over seeds. A task is flagged as
+   suffering negative transfer only when it is worse AND Welch's t-test (unequal variances,
+   one-sided, MTL seeds vs single-task seeds) gives p < 0.05: the drop exceeds seed noise.
+2. Gradient conflict over training, from the logged `train/grad/cos/<a>-<b>`: the cosine
+   curves and the fraction of logged steps with a negative cosine (Yu et al. 2020).
+3. Inter-task affinity by lookahead (TAG, Fifty et al. 2021), from the logged
+   `train/affinity/<i>-><j>` (train.affinity_every > 0), averaged over training.
+4. A verdict per task pair from these numbers, in `transfer_report.md` with the figures.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from perception_mtl.analysis.results import load_results  # noqa: E402
+
+PRIMARY = {"det": "mAP50", "seg": "mIoU", "depth": "abs_rel", "scene": "weather_acc", "noise": "mse"}
+ALPHA = 0.05
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def mtl_vs_stl(records: list[dict]) -> list[dict]:
+    """Per (method, task): mean/std of the relative change (%, positive = better) and the test."""
+    stl = {r["tasks"][0]: [] for r in records if r["kind"] == "stl"}
+    for r in records:
+        if r["kind"] == "stl":
+            stl[r["tasks"][0]].append(r)
+    out = []
+    methods = sorted({r["run"] for r in records if r["kind"] == "mtl"})
+    for method in methods:
+        runs = [r for r in records if r["run"] == method]
+        for task in runs[0]["tasks"]:
+            if task not in stl:
+                continue
+            key = f"{task}/{PRIMARY.get(task, next(m.split('/')[1] for m in runs[0]['metrics'] if m.startswith(task)))}"
+            up = runs[0]["directions"][key]
+            base = np.array([r["metrics"][key] for r in stl[task]])
+            mtl = np.array([r["metrics"][key] for r in runs])
+            sign = 1.0 if up else -1.0
+            change = sign * (mtl - base.mean()) / abs(base.mean()) * 100
+            p = math.nan
+            if len(base) > 1 and len(mtl) > 1:
+                p = float(stats.ttest_ind(mtl, base, equal_var=False,
+                                          alternative="less" if up else "greater").pvalue)
+            out.append({"method": method, "task": task, "metric": key, "change": float(change.mean()),
+                        "std": float(change.std(ddof=1)) if len(change) > 1 else math.nan, "p": p,
+                        "negative": bool(change.mean() < 0 and p < ALPHA), "seeds": len(mtl)})
+    return out
+
+
+def training_signals(results_dir: Path, records: list[dict], method: str) -> dict:
+    """Cosine curves (mean over seeds), conflict fractions and mean affinities of one method."""
+    runs = [r for r in records if r["run"] == method]
+    tasks = runs[0]["tasks"]
+    logs = [_rows(results_dir / "runs" / method / f"seed{r['seed']}" / "train.jsonl") for r in runs]
+    curves, conflict, affinity = {}, {}, {}
+    for a, b in itertools.combinations(tasks, 2):
+        key = f"train/grad/cos/{a}-{b}"
+        per_step: dict[int, list[float]] = {}
+        for rows in logs:
+            for row in rows:
+                if key in row:
+                    per_step.setdefault(row["step"], []).append(row[key])
+        if per_step:
+            steps = sorted(per_step)
+            curves[(a, b)] = (steps, [float(np.mean(per_step[s])) for s in steps])
+            values = [v for s in steps for v in per_step[s]]
+            conflict[(a, b)] = float(np.mean(np.array(values) < 0))
+    for i, j in itertools.product(tasks, tasks):
+        values = [row[f"train/affinity/{i}->{j}"] for rows in logs for row in rows if f"train/affinity/{i}->{j}" in row]
+        if values:
+            affinity[(i, j)] = float(np.mean(values))
+    return {"tasks": tasks, "curves": curves, "conflict": conflict, "affinity": affinity}
+
+
+def _heatmap(matrix: np.ndarray, tasks: list[str], title: str, path: Path, cmap: str, fmt: str) -> None:
+    fig, ax = plt.subplots(figsize=(1.2 * len(tasks) + 2, 1.0 * len(tasks) + 1.5))
+    finite = matrix[np.isfinite(matrix)]
+    limit = float(np.abs(finite).max()) if finite.size else 1.0
+    im = ax.imshow(matrix, cmap=cmap, vmin=-limit if cmap == "RdBu" else 0, vmax=limit or 1.0)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_yticks(range(len(tasks)), tasks)
+    for (y, x), v in np.ndenumerate(matrix):
+        if np.isfinite(v):
+            ax.text(x, y, format(v, fmt), ha="center", va="center", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_signals(signals: dict, method: str, out: Path) -> list[Path]:
+    tasks, written = signals["tasks"], []
+    if signals["curves"]:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        for (a, b), (steps, values) in signals["curves"].items():
+            ax.plot(steps, values, label=f"{a}-{b}")
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set(xlabel="step", ylabel="cosine", title=f"gradient cosine between tasks ({method}, mean over seeds)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "conflict_curves.png", dpi=110)
+        plt.close(fig)
+        written.append(out / "conflict_curves.png")
+        matrix = np.full((len(tasks), len(tasks)), np.nan)
+        for (a, b), frac in signals["conflict"].items():
+            matrix[tasks.index(a), tasks.index(b)] = matrix[tasks.index(b), tasks.index(a)] = frac
+        _heatmap(matrix, tasks, "fraction of steps with conflicting gradients", out / "conflict_heatmap.png",
+                 "Reds", ".2f")
+        written.append(out / "conflict_heatmap.png")
+    if signals["affinity"]:
+        matrix = np.full((len(tasks), len(tasks)), np.nan)
+        for (i, j), z in signals["affinity"].items():
+            matrix[tasks.index(i), tasks.index(j)] = z
+        _heatmap(matrix, tasks, "lookahead affinity Z(row -> column) per unit lr", out / "affinity.png",
+                 "RdBu", ".2g")
+        written.append(out / "affinity.png")
+    return written
+
+
+def verdict(a: str, b: str, signals: dict, changes: list[dict]) -> str:
+    """One sentence on the pair from conflict, affinity and the MTL-vs-STL tests."""
+    parts = []
+    if (a, b) in signals["conflict"]:
+        steps, values = signals["curves"][(a, b)]
+        parts.append(f"gradients conflict on {100 * signals['conflict'][(a, b)]:.0f}% of logged steps "
+                     f"(mean cosine {np.mean(values):+.2f})")
+    za, zb = signals["affinity"].get((a, b)), signals["affinity"].get((b, a))
+    if za is not None and zb is not None:
+        def word(z: float) -> str:
+            return "lowers" if z > 0 else "raises"
+        parts.append(f"a step on {a} {word(za)} {b}'s loss (Z={za:+.3g}) and a step on {b} {word(zb)} "
+                     f"{a}'s loss (Z={zb:+.3g})")
+        relation = "help each other" if za > 0 and zb > 0 else "hurt each other" if za < 0 and zb < 0 else \
+            f"{a if za > 0 else b} helps {b if za > 0 else a} but not the reverse"
+        parts.append(f"so by lookahead they {relation}")
+    hurt = sorted({c["task"] for c in changes if c["negative"] and c["task"] in (a, b)})
+    if hurt:
+        parts.append(f"sharing costs {', '.join(hurt)} more than seed noise (Welch p < {ALPHA})")
+    return "; ".join(parts) + "." if parts else "no training signals were logged for this pair."
+
+
+def write_transfer_report(results_dir: str | Path, method: str | None = None) -> Path:
+    """Write transfer_report.md and its figures into `results_dir`; returns the report path."""
+    results_dir = Path(results_dir)
+    records = load_results(results_dir)
+    changes = mtl_vs_stl(records)
+    methods = sorted({r["run"] for r in records if r["kind"] == "mtl"})
+    lines = ["# Negative-transfer report", ""]
+    lines += ["## MTL vs single-task", "",
+              "Relative change of each task's primary metric against the mean of its single-task runs "
+              "(%, positive = better), mean +- std over seeds. Flagged when worse and Welch's one-sided "
+              f"t-test gives p < {ALPHA}.", "",
+              "| method | task | metric | change % | std | p | negative transfer |", "|---|---|---|---|---|---|---|"]
+    for c in changes:
+        flag = "**yes**" if c["negative"] else ("untested (1 seed)" if math.isnan(c["p"]) else "no")
+        lines.append(f"| {c['method']} | {c['task']} | {c['metric']} | {c['change']:+.2f} | {c['std']:.2f} | "
+                     f"{c['p']:.3f} | {flag} |")
+    if not changes:
+        lines.append("\n(no single-task baselines in this folder: the comparison needs `baselines: true`)")
+    if methods:
+        method = method or ("equal" if "equal" in methods else methods[0])
+        signals = training_signals(results_dir, records, method)
+        figures = plot_signals(signals, method, results_dir)
+        lines += ["", f"## Training signals ({method})", ""]
+        lines += [f"![{f.stem}]({f.name})" for f in figures]
+        tasks = signals["tasks"]
+        if signals["affinity"]:
+            lines += ["", "Lookahead affinity Z(row -> column), mean over training:", "",
+                      "| from \\ to | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+            lines += [f"| {i} | " + " | ".join(f"{signals['affinity'].get((i, j), math.nan):+.3g}" for j in tasks)
+                      + " |" for i in tasks]
+        lines += ["", "## Verdicts", ""]
+        lines += [f"- **{a} / {b}**: {verdict(a, b, signals, [c for c in changes if c['method'] == method])}"
+                  for a, b in itertools.combinations(tasks, 2)]
+    out = results_dir / "transfer_report.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out

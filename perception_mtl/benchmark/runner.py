@@ -1,0 +1,92 @@
+"""Run a suite: every (run, seed) not yet finished, then the leaderboard and transfer report.
+
+A run is finished when its `result.json` exists (the contract in `analysis/results.py`);
+an unfinished one resumes from its `last.pt`, so a killed suite loses at most the steps since
+the last checkpoint and never redoes a finished run.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from perception_mtl.benchmark.suite import Run, Suite
+from perception_mtl.data.world.generate import WorldSpec, generate
+from perception_mtl.engine.trainer import Trainer
+
+
+def ensure_world(suite: Suite) -> None:
+    """Render the suite's driving world into `data.root` when the suite asks and it is absent."""
+    spec = suite.spec.get("world")
+    root = Path((suite.spec.get("config") or {}).get("data.root", "datasets/generated/world"))
+    if spec and not (root / "world.json").exists():
+        print(f"rendering the suite's world into {root} ...", flush=True)
+        world = WorldSpec(**spec)
+        generate(root, world, workers=1 if world.train + world.val <= 200 else None, progress=True)
+
+
+def latency_ms(model: torch.nn.Module, size: tuple[int, int], repeats: int = 20) -> float:
+    """Median forward time (ms) of one image at `size`, no grad, after 3 warm-up calls."""
+    model.eval()
+    image = torch.rand(1, 3, *size)
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 3):
+            tic = time.perf_counter()
+            model(image)
+            if i >= 3:
+                times.append(1000 * (time.perf_counter() - tic))
+    return statistics.median(times)
+
+
+def train_run(suite: Suite, run: Run, results_dir: Path) -> dict:
+    """Train (or resume) one run and write its result.json; returns the record."""
+    out = results_dir / run.folder
+    cfg = suite.config(run, out)
+    trainer = Trainer(cfg)
+    metrics = trainer.fit()
+    if not metrics:  # finished before this call, e.g. killed between the last save and result.json
+        from perception_mtl.engine.evaluator import evaluate
+        from perception_mtl.engine.trainer import val_loader
+        metrics, _ = evaluate(trainer.model, trainer.tasks, val_loader(cfg, limit=cfg.data.val_limit),
+                              tuple(cfg.data.size), seg_classes=cfg.data.seg_classes)
+    record = {
+        "run": run.label, "kind": run.kind, "method": run.method, "seed": run.seed, "tasks": run.tasks,
+        "metrics": metrics,
+        "directions": {f"{t}/{m}": up for t, task in trainer.tasks.items() for m, up in task.directions.items()},
+        "params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "train_time_s": trainer.train_time,
+        "latency_ms": latency_ms(trainer.model, tuple(cfg.data.size)),
+        "steps": trainer.step,
+    }
+    (out / "result.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+def run_suite(suite: Suite, results_dir: Path | None = None) -> Path:
+    """Run what is unfinished, then write the leaderboard and the transfer report."""
+    results_dir = Path(results_dir or suite.output_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(suite.path, results_dir / "suite.yaml")
+    ensure_world(suite)
+    runs = suite.runs()
+    for k, run in enumerate(runs, 1):
+        done = (results_dir / run.folder / "result.json").exists()
+        print(f"[{k}/{len(runs)}] {run.label} seed {run.seed}: {'done, skipped' if done else 'training'}", flush=True)
+        if not done:
+            tic = time.perf_counter()
+            record = train_run(suite, run, results_dir)
+            shown = ", ".join(f"{key} {value:.3f}" for key, value in record["metrics"].items()
+                              if key.split("/")[1] in ("mAP50", "mIoU", "abs_rel", "delta1", "mse"))
+            print(f"[{k}/{len(runs)}] {run.label} seed {run.seed}: {shown} ({time.perf_counter() - tic:.0f} s)",
+                  flush=True)
+    from perception_mtl.analysis.leaderboard import write_leaderboard
+    from perception_mtl.analysis.transfer import write_transfer_report
+
+    write_leaderboard(results_dir)
+    write_transfer_report(results_dir)
+    return results_dir

@@ -1,0 +1,101 @@
+"""A benchmark suite: the shared settings, the seeds, the single-task baselines and one
+multi-task run per balancer, read from `configs/benchmark/<name>.yaml`.
+
+    name: smoke
+    world: {train: 24, val: 12, height: 64, width: 128, seed: 3}  # optional: generate data.root if absent
+    config: {model.backbone: test_resnet, train.steps: 20, ...}   # key=value for every run
+    tasks: [det, seg, depth]
+    seeds: [0, 1]
+    baselines: true                                                # one single-task run per task
+    methods: [equal, gradnorm, {label: pcgrad-rep, name: pcgrad, params: {space: representation}},
+              {name: equal, label: equal-tag, config: {train.affinity_every: 10}}]  # config: run-only keys
+    delta_metrics: {det: [mAP50], seg: [mIoU], depth: [abs_rel, delta1]}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from perception_mtl.config import ConfigError, load_config
+
+KEYS = {"name", "description", "world", "config", "tasks", "seeds", "baselines", "methods", "delta_metrics",
+        "output_dir", "wandb"}
+
+
+@dataclass
+class Run:
+    """One training run of the suite: a balancer (or a single task) and a seed."""
+
+    label: str  # "equal", "pcgrad-rep", "stl-det"
+    kind: str  # "mtl" or "stl"
+    method: str
+    tasks: list[str]
+    seed: int
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def folder(self) -> str:
+        return f"runs/{self.label}/seed{self.seed}"
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path
+    spec: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Suite":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"no suite file {path}; suites: {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
+        spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        unknown = sorted(set(spec) - KEYS)
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: {sorted(KEYS)}")
+        for key in ("name", "tasks", "seeds", "methods"):
+            if key not in spec:
+                raise ConfigError(f"{path}: missing '{key}'")
+        suite = cls(spec["name"], path, spec)
+        for run in suite.runs():  # every run's config must be valid before any work starts
+            suite.config(run, "/tmp/unused")
+        return suite
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.spec.get("output_dir", f"runs/benchmark/{self.name}"))
+
+    def runs(self) -> list[Run]:
+        tasks = list(self.spec["tasks"])
+        runs = []
+        for seed in self.spec["seeds"]:
+            if self.spec.get("baselines", True):
+                runs += [Run(f"stl-{t}", "stl", "equal", [t], seed) for t in tasks]
+            for method in self.spec["methods"]:
+                if isinstance(method, str):
+                    method = {"name": method}
+                params = [f"balancer.params.{k}={_value(v)}" for k, v in (method.get("params") or {}).items()]
+                extra = [f"{k}={_value(v)}" for k, v in (method.get("config") or {}).items()]
+                runs.append(Run(method.get("label", method["name"]), "mtl", method["name"], tasks, seed,
+                                [f"balancer.name={method['name']}", *params, *extra]))
+        return runs
+
+    def config(self, run: Run, output_dir: str | Path):
+        """The training config of `run` (defaults <- suite config <- run's balancer and seed)."""
+        common = [f"{k}={_value(v)}" for k, v in (self.spec.get("config") or {}).items()]
+        wandb = self.spec.get("wandb") or {}
+        tags = [run.label, f"seed{run.seed}", "+".join(run.tasks), run.kind]
+        return load_config(None, [*common, f"tasks=[{','.join(run.tasks)}]", *run.overrides,
+                                  f"train.seed={run.seed}", f"output_dir={output_dir}", "resume=true",
+                                  f"wandb.group={self.name}", f"wandb.tags=[{','.join(tags)}]",
+                                  *(f"wandb.{k}={_value(v)}" for k, v in wandb.items())])
+
+
+def _value(v: Any) -> str:
+    """A YAML value back as the text of a key=value override."""
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_value(x) for x in v) + "]"
+    return "null" if v is None else str(v)

@@ -1,0 +1,115 @@
+"""W&B workspace (saved view) for a project of benchmark runs, built with wandb-workspaces.
+
+Panels name the keys the trainer logs (`train/loss/<task>`, `train/grad/cos/<a>-<b>`,
+`val/<task>/<metric>`, ...), enumerated from the task list; only the per-task validation
+line plots also carry a metric regex (`^val/<task>/`), as LinePlot is the one panel that
+supports it. Runs are grouped by `balancer.name` and, given a suite, filtered to its W&B group.
+Building needs no network; `save_or_export` writes the view spec as JSON and, online, saves the view.
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import wandb
+
+from perception_mtl.tracking.wandb import resolve_mode
+
+try:
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+except ImportError as err:
+    raise ImportError("the W&B dashboard needs wandb-workspaces: "
+                      "pip install 'wandb-workspaces>=0.4.4,<0.5'") from err
+
+# Metrics compared across methods (bar charts, parallel coordinates); those in LOWER_IS_BETTER
+# get an inverted axis so that up is better. Other tasks only get their validation line plot.
+KEY_METRICS = {"det": ("mAP50",), "seg": ("mIoU",), "depth": ("abs_rel", "delta1"),
+               "scene": ("weather_acc",), "noise": ("mse",)}
+LOWER_IS_BETTER = frozenset({"abs_rel", "mse"})
+# WandbLogger defines `val/*` with summary "max,last": the run summary holds {"max", "last"}.
+FINAL = ".last"
+MAX_RUNS = 50  # runs (or groups) drawn per panel; the W&B default of 10 cuts a suite short
+PUSH_LATER = ("to push it, re-run tools/wandb_dashboard.py with the same arguments plus --online, "
+              "with WANDB_API_KEY set (or after `wandb login`) and WANDB_MODE not offline")
+
+
+def _line(title: str, y: list[str], **kwargs) -> wr.LinePlot:
+    """Line plot whose grouped runs show the mean over seeds with a standard-error band."""
+    return wr.LinePlot(title=title, y=y, groupby_aggfunc="mean", groupby_rangefunc="stderr", **kwargs)
+
+
+def key_metrics(tasks: list[str]) -> list[str]:
+    """`val/<task>/<metric>` of the key metrics of the given tasks, in task order."""
+    return [f"val/{t}/{m}" for t in tasks for m in KEY_METRICS.get(t, ())]
+
+
+def build_workspace(project: str, entity: str | None, name: str, tasks: list[str],
+                    group: str | None = None) -> ws.Workspace:
+    """The workspace; entity None leaves it to `save_or_export` (the API key's default entity)."""
+    if not tasks:
+        raise ValueError("build_workspace needs at least one task")
+    if group and "'" in group:  # wandb-workspaces round-trips filters through an unescaped 'string'
+        raise ValueError(f"cannot filter on a W&B group name with a quote: {group!r}")
+    pairs = [f"{a}-{b}" for a, b in itertools.combinations(tasks, 2)]
+    keys = key_metrics(tasks)
+    conflict = [_line(f"gradient cosine {p}", [f"train/grad/cos/{p}"]) for p in pairs]
+    if pairs:
+        conflict.append(_line("gradient magnitude similarity", [f"train/grad/magsim/{p}" for p in pairs]))
+    conflict += [
+        _line("gradient norms", ["train/grad_norm", *(f"train/grad/norm/{t}" for t in tasks)]),
+        _line("TAG affinity i->j", [f"train/affinity/{i}->{j}" for i, j in itertools.product(tasks, tasks)]),
+    ]
+    columns = [wr.ParallelCoordinatesPlotColumn(wr.Config("balancer.name"), display_name="balancer")]
+    columns += [wr.ParallelCoordinatesPlotColumn(wr.SummaryMetric(k + FINAL), display_name=k,
+                                                 inverted=k.rsplit("/", 1)[1] in LOWER_IS_BETTER)
+                for k in keys]
+    sections = [
+        ws.Section("Task losses", [_line(f"loss {t}", [f"train/loss/{t}"]) for t in tasks], is_open=True),
+        ws.Section("Task weights", [_line(f"weight {t}", [f"train/weight/{t}"]) for t in tasks], is_open=True),
+        ws.Section("Gradient conflict", conflict, is_open=True),
+        ws.Section("Validation metrics", [
+            *(_line(f"val {t}", [f"val/{t}/{m}" for m in KEY_METRICS.get(t, ())], metric_regex=f"^val/{t}/")
+              for t in tasks),
+            *(wr.BarPlot(title=f"final {k}", metrics=[wr.SummaryMetric(k + FINAL)],
+                         groupby_aggfunc="mean", groupby_rangefunc="stderr") for k in keys),
+        ], is_open=True),
+        ws.Section("Predictions", [wr.MediaBrowser(title="val predictions", media_keys=["val/predictions"],
+                                                   num_columns=2, gallery_axis="step")]),
+        ws.Section("Compare runs", [wr.RunComparer(diff_only="split"),
+                                    wr.ParallelCoordinatesPlot(columns=columns, title="balancer vs final metrics")]),
+        ws.Section("Training", [_line("learning rate", ["train/lr"]),
+                                _line("throughput (images/s)", ["train/images_per_s"])]),
+    ]
+    runsets = ws.RunsetSettings(groupby=[ws.Config("balancer.name")],
+                                filters=ws.And(ws.Metric("Group") == group) if group else "")
+    return ws.Workspace(entity=entity or "", project=project, name=name, sections=sections,
+                        settings=ws.WorkspaceSettings(max_runs=MAX_RUNS), runset_settings=runsets)
+
+
+def spec_json(workspace: ws.Workspace) -> str:
+    """The view spec exactly as `Workspace.save()` sends it."""
+    return workspace._to_model().spec.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def save_or_export(workspace: ws.Workspace, out: Path, online: bool = True) -> str:
+    """Write the spec JSON to `out`; with `online`, an API key and WANDB_MODE not offline, also
+    save the view to W&B. Returns what happened; a W&B or network failure is reported, not raised."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(spec_json(workspace))
+    mode = resolve_mode(None)  # WANDB_MODE, else online iff WANDB_API_KEY or a netrc entry
+    if not online or mode != "online":
+        why = "not asked to go online" if not online else f"W&B mode is {mode}"
+        return f"wrote the workspace spec to {out}, not saved to W&B ({why}); {PUSH_LATER}"
+    try:
+        api = wandb.Api()
+        if not api.api_key:
+            return f"wrote the workspace spec to {out}; no W&B API key configured; {PUSH_LATER}"
+        if not workspace.entity:
+            workspace.entity = api.default_entity
+        workspace.save()
+        return f"saved the workspace to {workspace.url} (spec also in {out})"
+    except Exception as err:  # noqa: BLE001 (any W&B or network failure falls back to the file)
+        return (f"wrote the workspace spec to {out}; saving to W&B failed ({type(err).__name__}: {err}); "
+                f"{PUSH_LATER}")

@@ -1,0 +1,118 @@
+"""The smoke suite end to end (CI's benchmark), resume-by-skipping, and the transfer analysis."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from perception_mtl.analysis.transfer import mtl_vs_stl, write_transfer_report
+from perception_mtl.benchmark.suite import Suite
+from perception_mtl.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    env = {**ENV, "WANDB_DIR": str(out), "WANDB_DATA_DIR": str(out), "WANDB_CACHE_DIR": str(out),
+           "WANDB_CONFIG_DIR": str(out)}
+    cmd = [sys.executable, str(ROOT / "tools" / "benchmark.py"), "--suite", str(ROOT / "configs/benchmark/smoke.yaml"),
+           "--out", str(out)]
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    return out, first.stdout, again.stdout
+
+
+def test_smoke_suite_writes_a_leaderboard_with_numbers(smoke):
+    out, stdout, _ = smoke
+    assert len(list(out.glob("runs/*/seed*/result.json"))) == 2 * (3 + 4)
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.html", "transfer_report.md"):
+        assert (out / name).exists(), name
+    rows = list(csv.DictReader((out / "leaderboard.csv").open()))
+    equal = next(r for r in rows if r["run"] == "equal")
+    assert float(equal["seg/mIoU_mean"]) > 0 and equal["delta_m_per_task_mean"] != ""
+    record = json.loads((out / "runs/equal/seed0/result.json").read_text())
+    assert record["params"] > 0 and record["latency_ms"] > 0 and record["train_time_s"] > 0
+    report = (out / "transfer_report.md").read_text()
+    assert "## Verdicts" in report and "Lookahead affinity" in report
+    assert (out / "affinity.png").exists() and (out / "conflict_heatmap.png").exists()
+
+
+def test_rerunning_a_suite_skips_finished_runs(smoke):
+    _, _, again = smoke
+    lines = [line for line in again.splitlines() if line.startswith("[")]
+    assert len(lines) == 14 and all("done, skipped" in line for line in lines)
+
+
+def test_a_bad_suite_fails_before_any_work(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ntasks: [det]\nseeds: [0]\nmethods: [nope]\n")
+    with pytest.raises(ConfigError, match="balancer.name='nope' is not valid"):
+        Suite.load(bad)
+    bad.write_text("name: bad\ntasks: [det]\nseeds: [0]\nmethods: [equal]\nsteps: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['steps'\]"):
+        Suite.load(bad)
+
+
+def _record(run: str, kind: str, tasks: list[str], seed: int, metrics: dict) -> dict:
+    directions = {"seg/mIoU": True, "depth/abs_rel": False, "noise/mse": False}
+    return {"run": run, "kind": kind, "method": "equal", "seed": seed, "tasks": tasks, "metrics": metrics,
+            "directions": {k: v for k, v in directions.items() if k in metrics}, "params": 1,
+            "train_time_s": 1.0, "latency_ms": 1.0, "steps": 1}
+
+
+def test_transfer_flags_the_unrelated_task_and_not_the_related_one(tmp_path):
+    """seg with an unrelated partner (noise) drops beyond seed noise; seg with depth does not."""
+    records = []
+    for seed, jitter in enumerate((-0.004, 0.0, 0.005)):
+        records += [_record("stl-seg", "stl", ["seg"], seed, {"seg/mIoU": 0.50 + jitter}),
+                    _record("stl-depth", "stl", ["depth"], seed, {"depth/abs_rel": 0.20 + jitter / 10}),
+                    _record("seg+depth", "mtl", ["seg", "depth"], seed,
+                            {"seg/mIoU": 0.502 - jitter, "depth/abs_rel": 0.199 + jitter / 10}),
+                    _record("seg+noise", "mtl", ["seg", "noise"], seed, {"seg/mIoU": 0.44 + jitter, "noise/mse": 1.0})]
+    for r in records:
+        folder = tmp_path / "runs" / r["run"] / f"seed{r['seed']}"
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps(r))
+    flags = {(c["method"], c["task"]): c["negative"] for c in mtl_vs_stl(records)}
+    assert flags == {("seg+depth", "seg"): False, ("seg+depth", "depth"): False, ("seg+noise", "seg"): True}
+    report = write_transfer_report(tmp_path, "seg+noise").read_text()
+    assert "| seg+noise | seg | seg/mIoU | -11.99 |" in report and "**yes**" in report
+    assert "sharing costs seg more than seed noise" in report
+
+
+def test_affinity_measurement_leaves_training_unchanged(tiny_world, tmp_path):
+    """TAG's lookahead steps and restores: weights after 3 steps equal those without it."""
+    from perception_mtl.engine.trainer import Trainer
+    from helpers import tiny_config
+
+    plain = Trainer(tiny_config(tiny_world, tmp_path / "a", "train.steps=3"))
+    plain.fit()
+    probed = Trainer(tiny_config(tiny_world, tmp_path / "b", "train.steps=3", "train.affinity_every=1"))
+    probed.fit()
+    for a, b in zip(plain.model.state_dict().values(), probed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    rows = [json.loads(line) for line in (tmp_path / "b" / "train.jsonl").read_text().splitlines()]
+    assert {"train/affinity/det->seg", "train/affinity/seg->det", "train/affinity/depth->depth"} <= set(rows[0])
+
+
+def test_the_unrelated_task_trains_beside_the_others(tiny_world, tmp_path):
+    from perception_mtl.engine.trainer import Trainer
+    from perception_mtl.tasks.noise import noise_target
+    from helpers import tiny_config
+
+    assert torch.equal(noise_target(["a_1_2"]), noise_target(["a_1_2"]))
+    assert not torch.equal(noise_target(["a_1_2"]), noise_target(["a_1_3"]))
+    trainer = Trainer(tiny_config(tiny_world, tmp_path, "tasks=[seg,noise]", "train.steps=2", "train.eval_every=2"))
+    metrics = trainer.fit()
+    assert math.isfinite(metrics["noise/mse"]) and "seg/mIoU" in metrics

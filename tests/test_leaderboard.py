@@ -1,0 +1,195 @@
+"""Delta-m against the published Cityscapes table, and the leaderboard files of a fake results folder."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from perception_mtl.analysis.delta_m import delta_m_flat, delta_m_per_task, metric_changes, relative_change
+from perception_mtl.analysis.leaderboard import resolve_mode, write_leaderboard
+from perception_mtl.analysis.results import ResultsError, load_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Nash-MTL paper Table 3 (Cityscapes, 7-class seg + depth); STL and FAMO rows from the FAMO paper.
+KEYS = ["seg/mIoU", "seg/pixAcc", "depth/absErr", "depth/relErr"]
+DIRECTIONS = dict(zip(KEYS, (True, True, False, False)))
+STL = dict(zip(KEYS, (74.01, 93.16, 0.0125, 27.77)))
+PUBLISHED = {"LS": ((75.18, 93.49, 0.0155, 46.77), 22.60), "UW": ((72.02, 92.85, 0.0140, 30.13), 5.89),
+             "DWA": ((75.24, 93.52, 0.0160, 44.37), 21.45), "MGDA": ((68.84, 91.54, 0.0309, 33.50), 44.14),
+             "PCGrad": ((75.13, 93.48, 0.0154, 42.07), 18.29), "CAGrad": ((75.16, 93.48, 0.0141, 37.60), 11.64),
+             "IMTL-G": ((75.33, 93.49, 0.0135, 38.41), 11.10), "Nash-MTL": ((75.41, 93.66, 0.0129, 35.02), 6.82),
+             "FAMO": ((74.54, 93.29, 0.0145, 32.59), 8.13)}
+# Four rows land 0.06-0.10 BELOW their published delta-m (PCGrad -0.08, CAGrad -0.07, IMTL-G -0.06,
+# Nash-MTL -0.10), not because of the formula: the authors compute delta-m from unrounded means
+# against fixed STL constants (nash-mtl experiments/cityscapes/utils.py, `delta_fn`), while the table
+# prints the means rounded, absErr to 4 decimals. +-0.00005 on absErr ~0.0125 is +-0.4% on that
+# metric, +-0.1 on the mean of four. So these rows are checked to the bound that the printed digits
+# allow (HALF_ULP below, plus the rounding of the published delta-m itself), the others to 0.05.
+ROUNDED_AWAY = {"PCGrad", "CAGrad", "IMTL-G", "Nash-MTL"}
+HALF_ULP = dict(zip(KEYS, (0.005, 0.005, 0.00005, 0.005)))
+ROUNDING_BOUND = sum(HALF_ULP[k] / STL[k] * 100 for k in KEYS) / len(KEYS) + 0.005  # = 0.1125
+
+
+@pytest.mark.parametrize("method", PUBLISHED)
+def test_flat_delta_m_reproduces_the_published_table(method):
+    values, published = PUBLISHED[method]
+    changes = metric_changes(dict(zip(KEYS, values)), STL, DIRECTIONS, KEYS)
+    flat = delta_m_flat(changes)
+    assert (abs(flat - published) > 0.05) == (method in ROUNDED_AWAY)
+    assert flat == pytest.approx(published, abs=ROUNDING_BOUND if method in ROUNDED_AWAY else 0.05)
+    assert delta_m_per_task(changes) == pytest.approx(flat)  # two metrics per task: the conventions agree
+
+
+def test_sign_positive_is_worse():
+    assert relative_change(0.55, 0.50, higher_is_better=True) == pytest.approx(-10.0)
+    assert relative_change(0.22, 0.20, higher_is_better=False) == pytest.approx(10.0)
+    assert math.isnan(relative_change(1.0, 0.0, True))
+
+
+def test_per_task_weighs_tasks_not_metrics():
+    # det: one metric 30% worse; seg: two metrics unchanged. Flat: 30/3 = 10; per-task: (30 + 0)/2 = 15.
+    changes = metric_changes({"det/mAP": 0.7, "seg/mIoU": 0.5, "seg/acc": 0.9},
+                             {"det/mAP": 1.0, "seg/mIoU": 0.5, "seg/acc": 0.9},
+                             {"det/mAP": True, "seg/mIoU": True, "seg/acc": True}, ["det/mAP", "seg/mIoU", "seg/acc"])
+    assert delta_m_flat(changes) == pytest.approx(10.0)
+    assert delta_m_per_task(changes) == pytest.approx(15.0)
+
+
+UP = {"det/mAP": True, "det/mAP50": True, "seg/mIoU": True, "seg/pixel_acc": True, "depth/abs_rel": False}
+
+
+def _write(root: Path, run: str, tasks: list[str], seed: int, metrics: dict) -> None:
+    kind = "stl" if run.startswith("stl-") else "mtl"
+    record = {"run": run, "kind": kind, "method": "equal" if kind == "stl" else run, "seed": seed, "tasks": tasks,
+              "metrics": metrics, "directions": {k: UP[k] for k in metrics}, "params": 2_500_000,
+              "train_time_s": 100.0 + 10 * seed, "latency_ms": 5.0, "steps": 10}
+    folder = root / "runs" / run / f"seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps(record))
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    """Baselines det/mAP50 0.40, seg 0.50/0.80, depth/abs_rel 0.20 (means over 2 seeds). Changes (%):
+    A: det -12, seg 0, depth 0 (per-task -4, flat -3); B: det 0, seg -9/-9, depth 0 (-3, -4.5);
+    C: det +5, seg 0, depth +5 / +15 by seed (per-task 10/3 and 20/3, flat 2.5 and 5)."""
+    (tmp_path / "suite.yaml").write_text(
+        "name: fake\ndelta_metrics: {det: [mAP50], seg: [mIoU, pixel_acc], depth: [abs_rel]}\n")
+    all3 = ["det", "seg", "depth"]
+    for seed in (0, 1):
+        _write(tmp_path, "stl-det", ["det"], seed, {"det/mAP": 0.2, "det/mAP50": (0.38, 0.42)[seed]})
+        _write(tmp_path, "stl-seg", ["seg"], seed, {"seg/mIoU": 0.50, "seg/pixel_acc": 0.80})
+        _write(tmp_path, "stl-depth", ["depth"], seed, {"depth/abs_rel": (0.19, 0.21)[seed]})
+        _write(tmp_path, "A", all3, seed, {"det/mAP50": 0.448, "seg/mIoU": 0.50, "seg/pixel_acc": 0.80,
+                                           "depth/abs_rel": 0.20})
+        _write(tmp_path, "B", all3, seed, {"det/mAP50": 0.40, "seg/mIoU": 0.545, "seg/pixel_acc": 0.872,
+                                           "depth/abs_rel": 0.20})
+        _write(tmp_path, "C", all3, seed, {"det/mAP50": 0.38, "seg/mIoU": 0.50, "seg/pixel_acc": 0.80,
+                                           "depth/abs_rel": (0.21, 0.23)[seed]})
+    return tmp_path
+
+
+def _csv(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
+    return {r["run"]: r for r in csv.DictReader(paths["csv"].open())}
+
+
+def test_leaderboard_files_numbers_and_ranking(results):
+    paths = write_leaderboard(results, "disabled")
+    assert set(paths) == {"md", "csv", "html", "pareto", "delta_m"}
+    assert all(paths[k].read_bytes()[:4] == b"\x89PNG" for k in ("pareto", "delta_m"))
+    rows = _csv(paths)
+    assert list(rows) == ["A", "B", "C", "stl-det", "stl-seg", "stl-depth"]
+    assert [rows[r]["rank"] for r in rows] == ["1", "2", "3", "", "", ""]
+    a, b, c = rows["A"], rows["B"], rows["C"]
+    assert float(a["delta_m_per_task_mean"]) == pytest.approx(-4.0)
+    assert float(a["delta_m_flat_mean"]) == pytest.approx(-3.0)
+    # B beats A by flat (-4.5 < -3) but ranks second: the ranking is by the per-task convention
+    assert float(b["delta_m_flat_mean"]) == pytest.approx(-4.5)
+    assert float(c["delta_m_per_task_mean"]) == pytest.approx(5.0)
+    assert float(c["delta_m_per_task_std"]) == pytest.approx(math.sqrt(2) * 5 / 3)  # ddof=1
+    assert float(c["delta_m_flat_std"]) == pytest.approx(math.sqrt(2) * 1.25)
+    assert float(b["seg/mIoU_mean"]) == pytest.approx(0.545) and float(b["seg/mIoU_std"]) == 0
+    assert float(rows["stl-det"]["det/mAP50_mean"]) == pytest.approx(0.40)
+    assert rows["stl-det"]["delta_m_flat_mean"] == "" and "det/mAP_mean" not in a  # only delta_metrics shown
+    assert float(a["train_time_s_mean"]) == pytest.approx(105.0) and a["params"] == "2500000"
+    md = paths["md"].read_text()
+    assert "Ranked by Δm per-task (LibMTL); flat (Nash-MTL/FAMO) shown too" in md
+    assert "| 1 | A | 2 | 0.448 ± 0 |" in md and "Notes:" not in md
+    page = paths["html"].read_text()
+    assert '<table class="leaderboard">' in page and 'addEventListener("click"' in page
+    assert page.count("data:image/png;base64,") == 2 and 'src="http' not in page and 'href="http' not in page
+
+
+def test_one_seed_leaves_std_blank(results):
+    (results / "runs" / "C" / "seed1" / "result.json").unlink()
+    row = _csv(write_leaderboard(results, "disabled"))["C"]
+    assert row["seeds"] == "1" and row["delta_m_per_task_std"] == "" and row["seg/mIoU_std"] == ""
+    assert float(row["delta_m_per_task_mean"]) == pytest.approx(10 / 3)
+
+
+@pytest.mark.parametrize("case, why", [("missing", "no single-task baseline for det: run stl-det"),
+                                       ("zero", "stl-det scores 0 on det/mAP50, so the relative change is undefined")])
+def test_missing_baseline_leaves_delta_m_empty_and_says_why(results, case, why):
+    for path in (results / "runs" / "stl-det").glob("seed*/result.json"):
+        if case == "missing":
+            path.unlink()
+        else:
+            record = json.loads(path.read_text())
+            path.write_text(json.dumps({**record, "metrics": {**record["metrics"], "det/mAP50": 0.0}}))
+    paths = write_leaderboard(results, "disabled")
+    rows = _csv(paths)
+    assert all(rows[r]["delta_m_per_task_mean"] == rows[r]["delta_m_flat_mean"] == "" for r in "ABC")
+    assert all(rows[r]["rank"] == "" for r in "ABC") and float(rows["A"]["det/mAP50_mean"]) == pytest.approx(0.448)
+    assert why in paths["md"].read_text() and why in paths["html"].read_text()
+    assert "delta_m" not in paths and "pareto" in paths  # seg vs depth still has baselines
+
+
+def test_a_corrupt_result_is_named(results):
+    bad = results / "runs" / "B" / "seed0" / "result.json"
+    bad.write_text("{not json")
+    with pytest.raises(ResultsError, match=str(bad)):
+        load_results(results)
+
+
+def test_wandb_failure_is_only_a_warning(results, monkeypatch):
+    import wandb
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no W&B today")
+
+    monkeypatch.setattr(wandb, "init", broken)
+    with pytest.warns(UserWarning, match="no W&B today"):
+        paths = write_leaderboard(results, "offline")
+    assert paths["md"].exists()
+
+
+def test_wandb_mode_precedence(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert resolve_mode(None, {}) == "offline"
+    assert resolve_mode(None, {"wandb": {"mode": "disabled"}}) == "disabled"
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert resolve_mode(None, {"wandb": {"mode": "disabled"}}) == "online"
+    assert resolve_mode("offline", {}) == "offline"
+
+
+def test_cli_exits_2_without_results(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "leaderboard.py"), str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "python tools/benchmark.py --suite configs/benchmark/smoke.yaml" in proc.stderr
+
+
+def test_offline_wandb_run_holds_the_table(results, tmp_path, monkeypatch):
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_ERROR_REPORTING", "false")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    write_leaderboard(results, "offline")
+    assert list((results / "wandb").glob("offline-run-*/run-*.wandb"))

@@ -1,0 +1,34 @@
+"""Negative-transfer analysis of a benchmark results folder.
+
+    python tools/analyze_transfer.py RESULTS_DIR [--method equal]
+
+Writes transfer_report.md with conflict curves and heatmaps, the lookahead affinity matrix and
+a verdict per task pair (see perception_mtl/analysis/transfer.py for the tests used).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results_dir")
+    p.add_argument("--method", help="whose training signals to analyse (default: equal, else the first)")
+    args = p.parse_args(argv)
+    from perception_mtl.analysis.results import load_results
+    from perception_mtl.analysis.transfer import write_transfer_report
+
+    if not load_results(Path(args.results_dir)):
+        p.exit(2, f"no results under {args.results_dir}; make them with "
+                  "python tools/benchmark.py --suite configs/benchmark/smoke.yaml\n")
+    report = write_transfer_report(args.results_dir, args.method)
+    print(report.read_text())
+    print(f"written: {report}")
+
+
+if __name__ == "__main__":
+    main()
