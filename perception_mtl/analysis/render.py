@@ -30,12 +30,14 @@ def _fmt(stat: tuple[float, float], spec: str, std_spec: str | None = None) -> C
 
 
 def header(keys: list[str], directions: dict[str, bool]) -> list[str]:
+    """Column titles; each metric with its direction (↑ higher is better)."""
     arrows = [f"{k} {'↑' if directions.get(k, True) else '↓'}" for k in keys]
     return ["rank", "run", "seeds", *arrows, "Δm% per-task ↓", "Δm% flat ↓", "params (M)", "train time (s)",
             "latency (ms)"]
 
 
 def cells(row: dict, keys: list[str]) -> list[Cell]:
+    """The displayed cells of one row, each with the value the HTML sorts by."""
     rank: Cell = (str(row["rank"]), row["rank"]) if row["rank"] else ("ref" if row["kind"] != "mtl" else "", None)
     return [rank, (row["run"], row["run"]), (str(row["seeds"]), row["seeds"]),
             *(_fmt(row["metrics"][k], ".4g", ".2g") for k in keys),
