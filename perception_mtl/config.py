@@ -22,8 +22,16 @@ class DataConfig:
     hflip: float = 0.5
     color_jitter: float = 0.0
     workers: int = 1
+    train_fraction: float = 1.0  # train on this fraction of the frames (a fixed subset, the same for every seed)
     train_limit: Optional[int] = None  # use only the first N frames (quick runs, tests)
     val_limit: Optional[int] = None
+
+
+@dataclass
+class SoftConfig:
+    beta: float = 1e-3  # weight of the coupling penalty
+    penalty: str = "params"  # "params": ||theta_i - theta_j||^2; "features": L2 between backbone features
+    strides: list[int] = field(default_factory=lambda: [32])  # feature strides of the "features" penalty
 
 
 @dataclass
@@ -35,6 +43,9 @@ class ModelConfig:
     neck_channels: int = 64
     branch: str = "neck"  # "neck": heads share one FPN; "backbone": one FPN per task
     head_channels: int = 64
+    sharing: str = "hard"  # "hard" | "soft" (per-task networks, L2 coupling) | "cross_stitch"
+    soft: SoftConfig = field(default_factory=SoftConfig)
+    cross_stitch_init: float = 0.9  # diagonal of the cross-stitch units at step 0 (1.0: no mixing)
 
 
 @dataclass
@@ -77,6 +88,12 @@ class OptimConfig:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    patience: int = 0  # evaluations without improvement before a task stops; 0: off
+    metrics: dict[str, str] = field(default_factory=dict)  # task -> metric watched (default: its first)
+
+
+@dataclass
 class TrainConfig:
     steps: int = 1200
     batch_size: int = 8
@@ -88,6 +105,8 @@ class TrainConfig:
     nonfinite: str = "stop"  # "stop" or "skip" a step whose loss is NaN/Inf
     best_metric: str = "seg/mIoU"
     threads: Optional[int] = None
+    schedule: str = "joint"  # tasks per step: "joint" | "round_robin" | "loss_proportional"
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     affinity_every: int = 0  # >0: TAG lookahead affinity every N steps (T extra backward + forward passes)
 
 
@@ -104,6 +123,7 @@ class WandbConfig:
 @dataclass
 class Config:
     tasks: list[str] = field(default_factory=lambda: ["det", "seg", "depth"])
+    aux_tasks: list[str] = field(default_factory=list)  # of `tasks`: trained and logged, never in delta-m
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TasksConfig = field(default_factory=TasksConfig)
@@ -189,8 +209,24 @@ def validate(cfg: DictConfig) -> None:
     except (TypeError, ValueError) as err:
         raise ConfigError(f"balancer.params: {err}") from err
     choice("model.branch", cfg.model.branch, ["neck", "backbone"])
+    from perception_mtl.models import SHARING
+
+    choice("model.sharing", cfg.model.sharing, list(SHARING))
+    choice("model.soft.penalty", cfg.model.soft.penalty, ["params", "features"])
+    if cfg.model.sharing != "hard" and cfg.balancer.params.get("space") == "representation":
+        raise ConfigError(f"balancer.params.space=representation needs one representation shared by all tasks; "
+                          f"model.sharing={cfg.model.sharing} has none: use balancer.params.space=parameter")
     choice("data.seg_classes", cfg.data.seg_classes, [7, 19])
     choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])
+    from perception_mtl.engine.schedule import SCHEDULES
+
+    choice("train.schedule", cfg.train.schedule, list(SCHEDULES))
+    for task in cfg.aux_tasks:
+        choice("aux_tasks", task, list(cfg.tasks))
+    if cfg.aux_tasks and set(cfg.aux_tasks) == set(cfg.tasks):
+        raise ConfigError(f"aux_tasks={list(cfg.aux_tasks)} leaves no main task; list fewer auxiliary tasks")
+    if not 0 < cfg.data.train_fraction <= 1:
+        raise ConfigError(f"data.train_fraction={cfg.data.train_fraction} must be in (0, 1]")
     choice("wandb.mode", cfg.wandb.mode, [None, "online", "offline", "disabled"])
     if len(cfg.data.size) != 2 or min(cfg.data.size) < 32 or any(s % 32 for s in cfg.data.size):
         raise ConfigError(f"data.size={list(cfg.data.size)} must be [H, W], multiples of 32")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from perception_mtl.analysis.delta_m import (baselines, delta_m_flat, delta_m_per_task, metric_changes,
                                              task_changes)
+from perception_mtl.analysis.label_efficiency import plot_label_efficiency
 from perception_mtl.analysis.render import (numeric_table, plot_delta_m, plot_pareto, write_csv, write_html,
                                             write_markdown)
 from perception_mtl.analysis.results import delta_metrics, load_results, suite_spec
@@ -83,7 +84,23 @@ def build_row(runs: list[dict], base: dict[str, float], chosen: dict[str, list[s
     return row, notes
 
 
+def sweep_value(record: dict):
+    """The swept setting's value of a record (None outside a sweep)."""
+    return (record.get("sweep") or {}).get("value")
+
+
 def build_rows(records: list[dict], chosen: dict[str, list[str]]) -> tuple[list[dict], list[str]]:
+    """Per swept value (one group without a sweep): its ranked multi-task rows, then its
+    single-task reference rows; delta-m against the baselines of the same value."""
+    rows, notes = [], []
+    for value in dict.fromkeys(sweep_value(r) for r in records):
+        group_rows, group_notes = build_group_rows([r for r in records if sweep_value(r) == value], chosen)
+        rows += group_rows
+        notes += group_notes
+    return rows, notes
+
+
+def build_group_rows(records: list[dict], chosen: dict[str, list[str]]) -> tuple[list[dict], list[str]]:
     """Ranked multi-task rows then single-task reference rows, and the notes on empty delta-m."""
     base = baselines(records)
     notes = baseline_notes(records, base, chosen)
@@ -141,7 +158,7 @@ def log_wandb_table(results_dir: Path, columns: list[str], data: list[list], spe
 def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) -> dict[str, Path]:
     """Write leaderboard.{md,csv,html}, pareto.png and delta_m.png into `results_dir`, log the
     W&B Table (mode: `wandb_mode`, else WANDB_MODE, else the suite's, else offline), and return
-    {"md", "csv", "html", "pareto", "delta_m"} -> path of the files written (a plot with nothing
+    {"md", "csv", "html", "pareto", "delta_m", "label_efficiency"} -> path of the files written (a plot with nothing
     to draw is left out).
 
     Raises FileNotFoundError when there are no results, ResultsError naming a corrupt file.
@@ -157,9 +174,11 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
     directions = {k: up for r in records for k, up in r["directions"].items()}
     paths = {name: results_dir / f"leaderboard.{name}" for name in ("md", "csv", "html")}
     drawn = []
-    for name, plot in (("pareto", plot_pareto), ("delta_m", plot_delta_m)):
+    plots = {"pareto": lambda path: plot_pareto(rows, path), "delta_m": lambda path: plot_delta_m(rows, path),
+             "label_efficiency": lambda path: plot_label_efficiency(records, chosen, path)}
+    for name, plot in plots.items():
         paths[name] = results_dir / f"{name}.png"
-        if plot(rows, paths[name]):
+        if plot(paths[name]):
             drawn.append(paths[name])
         else:
             paths[name].unlink(missing_ok=True)  # a stale plot of an earlier call must not survive

@@ -3,7 +3,9 @@
 The shared representation is what the task heads read (`model.shared_representation`, the
 FPN levels or the backbone levels). A task's gradient with respect to it costs one backward
 pass through that task's head only, so all of these are cheap next to a backbone backward:
-this is MGDA-UB's trick (Sener & Koltun 2018) and LibMTL's `rep_grad`.
+this is MGDA-UB's trick (Sener & Koltun 2018) and LibMTL's `rep_grad`. The model exposes the
+representation as aliases that only the heads read: where levels feed each other (backbone
+levels), a gradient on the levels themselves would count the deeper paths twice.
 """
 from __future__ import annotations
 
@@ -72,11 +74,15 @@ def gradient_stats(tasks: list[str], gramian: torch.Tensor) -> dict[str, float]:
 
 
 def probe(losses: dict[str, torch.Tensor], model: nn.Module) -> dict[str, float]:
-    """Gradient statistics of this step on the shared representation (the graph is kept)."""
-    feats = representation(model)
+    """Gradient statistics of this step (the graph is kept): on the shared representation, or,
+    for models without one (soft sharing, cross-stitch), on the shared parameters."""
+    if getattr(model, "has_shared_representation", True):
+        wrt = representation(model)
+    else:
+        wrt = [p for p in model.shared_parameters() if p.requires_grad]
     rows = []
     for loss in losses.values():
-        grads = torch.autograd.grad(loss, feats, retain_graph=True, allow_unused=True)
-        rows.append(_flatten(grads, feats))
+        grads = torch.autograd.grad(loss, wrt, retain_graph=True, allow_unused=True)
+        rows.append(_flatten(grads, wrt))
     jac = torch.stack(rows)
     return gradient_stats(list(losses), jac @ jac.T)

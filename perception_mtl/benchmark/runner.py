@@ -55,8 +55,9 @@ def train_run(suite: Suite, run: Run, results_dir: Path) -> dict:
         metrics, _ = evaluate(trainer.model, trainer.tasks, val_loader(cfg, limit=cfg.data.val_limit),
                               tuple(cfg.data.size), seg_classes=cfg.data.seg_classes)
     record = {
-        "run": run.label, "kind": run.kind, "method": run.method, "seed": run.seed, "tasks": run.tasks,
-        "metrics": metrics,
+        "run": run.label, "kind": run.kind, "method": run.method, "seed": run.seed,
+        "tasks": [t for t in cfg.tasks if t not in cfg.aux_tasks], "aux_tasks": list(cfg.aux_tasks),
+        "metrics": metrics, "sweep": run.sweep,
         "directions": {f"{t}/{m}": up for t, task in trainer.tasks.items() for m, up in task.directions.items()},
         "params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "train_time_s": trainer.train_time,

@@ -10,6 +10,8 @@ multi-task run per balancer, read from `configs/benchmark/<name>.yaml`.
     methods: [equal, gradnorm, {label: pcgrad-rep, name: pcgrad, params: {space: representation}},
               {name: equal, label: equal-tag, config: {train.affinity_every: 10}}]  # config: run-only keys
     delta_metrics: {det: [mAP50], seg: [mIoU], depth: [abs_rel, delta1]}
+    sweep: {data.train_fraction: [0.1, 0.25, 1.0]}  # optional: every run at each value (label "<run>@<value>"),
+                                                     # compared with the baselines of the same value
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from omegaconf import OmegaConf
 from perception_mtl.config import ConfigError, load_config
 
 KEYS = {"name", "description", "world", "config", "tasks", "seeds", "baselines", "methods", "delta_metrics",
-        "output_dir", "wandb"}
+        "output_dir", "wandb", "sweep"}
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Run:
     tasks: list[str]
     seed: int
     overrides: list[str] = field(default_factory=list)
+    sweep: dict[str, Any] = field(default_factory=dict)  # {"key": ..., "value": ...} of a swept setting
 
     @property
     def folder(self) -> str:
@@ -59,6 +62,11 @@ class Suite:
         for key in ("name", "tasks", "seeds", "methods"):
             if key not in spec:
                 raise ConfigError(f"{path}: missing '{key}'")
+        sweep = spec.get("sweep")
+        if sweep is not None and (not isinstance(sweep, dict) or len(sweep) != 1
+                                  or not isinstance(next(iter(sweep.values())), list)):
+            raise ConfigError(f"{path}: sweep must be one key with a list of values, e.g. "
+                              "{data.train_fraction: [0.1, 0.25, 1.0]}")
         suite = cls(spec["name"], path, spec)
         for run in suite.runs():  # every run's config must be valid before any work starts
             suite.config(run, "/tmp/unused")
@@ -69,6 +77,19 @@ class Suite:
         return Path(self.spec.get("output_dir", f"runs/benchmark/{self.name}"))
 
     def runs(self) -> list[Run]:
+        """Every run; with a `sweep`, every run at each swept value."""
+        if not self.spec.get("sweep"):
+            return self._runs()
+        (key, values), = self.spec["sweep"].items()
+        runs = []
+        for value in values:
+            for run in self._runs():
+                run.label, run.sweep = f"{run.label}@{value}", {"key": key, "value": value}
+                run.overrides.append(f"{key}={_value(value)}")
+                runs.append(run)
+        return runs
+
+    def _runs(self) -> list[Run]:
         tasks = list(self.spec["tasks"])
         runs = []
         for seed in self.spec["seeds"]:

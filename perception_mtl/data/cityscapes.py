@@ -27,6 +27,7 @@ TIMES = ("day", "dusk", "night")
 TASK_FILES = {  # task -> (top folder, file suffix); images live in leftImg8bit
     "seg": ("gtFine", "_gtFine_labelIds.png"),
     "det": ("gtFine", "_gtFine_instanceIds.png"),
+    "edges": ("gtFine", "_gtFine_labelIds.png"),  # auxiliary: derived from the semantic labels
     "depth": ("disparity", "_disparity.png"),
     "scene": ("scene", "_scene.json"),
     "noise": ("leftImg8bit", "_leftImg8bit.png"),  # unrelated task: its target is a hash of the frame name
@@ -88,7 +89,7 @@ class CityscapesDataset(Dataset):
         h, w = image.shape[:2]
         sample: dict = {"image": tv_tensors.Image(torch.from_numpy(image[..., :3]).permute(2, 0, 1)),
                         "frame": self.frame(index), "has": set(self.tasks)}
-        if "seg" in self.tasks:
+        if "seg" in self.tasks or "edges" in self.tasks:
             labels = self._dense(index, "seg", (h, w))
             sample["semantic"] = tv_tensors.Mask(torch.from_numpy(self.seg_lut[labels]))
         if "depth" in self.tasks:

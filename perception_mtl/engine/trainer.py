@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -19,10 +20,14 @@ from perception_mtl.balancing.gradients import probe
 from perception_mtl.data.cityscapes import CityscapesDataset
 from perception_mtl.data.collate import collate
 from perception_mtl.data.sampling import SeededDataset, StepSampler
+from perception_mtl.engine import distributed
 from perception_mtl.engine.affinity import lookahead_affinity
 from perception_mtl.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from perception_mtl.engine.evaluator import evaluate
-from perception_mtl.models.multitask import MultiTaskModel
+from perception_mtl.engine.early_stopping import TaskEarlyStopping
+from perception_mtl.engine.nonfinite import NonFiniteGradientError, NonFiniteLossError, nonfinite_gradients
+from perception_mtl.engine.schedule import TaskSchedule
+from perception_mtl.models import build_model
 from perception_mtl.tasks import TASKS
 from perception_mtl.tracking.local import LocalLogger
 from perception_mtl.tracking.media import media_panels
@@ -30,8 +35,7 @@ from perception_mtl.tracking.plots import plot_run
 from perception_mtl.tracking.wandb import WandbLogger
 
 
-class NonFiniteLossError(RuntimeError):
-    """A task loss became NaN or Inf and `train.nonfinite=stop`."""
+WORKER_RESTARTS = 3  # times a run rebuilds its data loader after a worker died, before it stops
 
 
 def build_tasks(cfg: DictConfig) -> dict:
@@ -44,18 +48,32 @@ def val_loader(cfg: DictConfig, split: str = "val", limit: int | None = None) ->
                            min_box_size=cfg.data.min_box_size)
     if limit is not None:
         ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
+    if distributed.active():  # each rank evaluates every N-th frame; the metrics sync in compute()
+        ds = torch.utils.data.Subset(ds, range(distributed.rank(), len(ds), distributed.world_size()))
     return DataLoader(ds, batch_size=cfg.train.batch_size, collate_fn=collate, num_workers=cfg.data.workers)
+
+
+def train_subset(dataset, fraction: float) -> torch.utils.data.Subset:
+    """A fixed `fraction` of the frames (drawn with seed 0, so every run and seed gets the same
+    ones, and a smaller fraction's frames are among a larger one's)."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()
+    return torch.utils.data.Subset(dataset, sorted(order[:max(1, round(fraction * len(dataset)))]))
 
 
 class Trainer:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.run_dir = Path(cfg.output_dir)
+        distributed.init_from_env()  # launched by torchrun: join the process group
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
         self.tasks = build_tasks(cfg)
-        self.model = MultiTaskModel(cfg, self.tasks)
+        self.model = build_model(cfg, self.tasks)
+        distributed.broadcast_module(self.model)
+        self.early_stopping = TaskEarlyStopping(self.tasks, cfg.train.early_stopping.patience,
+                                                dict(cfg.train.early_stopping.metrics))
+        self.schedule = TaskSchedule(cfg.train.schedule, cfg.train.seed)
         self.balancer = build_balancer(cfg.balancer.name, list(cfg.tasks),
                                        OmegaConf.to_container(cfg.balancer.params, resolve=True))
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.optim.lr)
@@ -63,16 +81,21 @@ class Trainer:
         self.train_set = CityscapesDataset(cfg.data.root, "train", tuple(cfg.tasks), cfg.data.seg_classes,
                                            tuple(cfg.data.size), cfg.data.hflip, cfg.data.color_jitter,
                                            cfg.data.min_box_size)
+        if cfg.data.train_fraction < 1:
+            self.train_set = train_subset(self.train_set, cfg.data.train_fraction)
         if cfg.data.train_limit is not None:
             self.train_set = torch.utils.data.Subset(self.train_set, range(min(cfg.data.train_limit, len(self.train_set))))
         self.val = val_loader(cfg, limit=cfg.data.val_limit)
         self.step, self.best, self.skipped, self.wandb_id = 0, -math.inf, 0, None
+        self.worker_restarts = 0
         self.train_time, self._clock = 0.0, time.perf_counter()  # seconds in fit(), summed over resumes
         self.local = LocalLogger(self.run_dir)
+        distributed.barrier()  # a restarted group reads last.pt only once every rank is up
         if cfg.resume and (self.run_dir / "last.pt").exists():
             self._restore(load_checkpoint(self.run_dir / "last.pt"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, self.run_dir / "config.yaml")
+        if distributed.is_main():
+            OmegaConf.save(cfg, self.run_dir / "config.yaml")
         self.wandb = WandbLogger(cfg.wandb, str(self.run_dir), OmegaConf.to_container(cfg, resolve=True),
                                  resume_id=self.wandb_id)
         self.wandb_id = self.wandb.run_id
@@ -93,19 +116,43 @@ class Trainer:
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     # --- the loop -------------------------------------------------------------------------
+    def _batches(self):
+        """Batches from step `self.step` on (this rank's shard of each global batch)."""
+        cfg = self.cfg.train
+        sampler = StepSampler(len(self.train_set), cfg.batch_size, cfg.seed, self.step,
+                              distributed.rank(), distributed.world_size())
+        return iter(DataLoader(SeededDataset(self.train_set), batch_size=cfg.batch_size, collate_fn=collate,
+                               sampler=sampler, num_workers=self.cfg.data.workers))
+
+    def _restart_loader(self, err: RuntimeError):
+        """A data worker died (killed by the OOM killer, a crashing decoder): the batches are a pure
+        function of the step, so a new loader from `self.step` continues exactly; after
+        WORKER_RESTARTS such restarts the run stops with a message."""
+        if "DataLoader worker" not in str(err):
+            raise err
+        self.worker_restarts += 1
+        if self.worker_restarts > WORKER_RESTARTS:
+            raise RuntimeError(f"data loader workers died {self.worker_restarts} times (last at step {self.step + 1}: "
+                               f"{err}); {self.run_dir / 'last.pt'} is intact. Lower data.workers or free memory "
+                               "(see `dmesg` for the OOM killer), then rerun with --resume") from err
+        warnings.warn(f"a data loader worker died at step {self.step + 1} ({err}); restarting the loader "
+                      f"({self.worker_restarts}/{WORKER_RESTARTS}), the batches stay the same")
+        return self._batches()
+
     def fit(self) -> dict[str, float]:
         cfg = self.cfg.train
-        loader = DataLoader(SeededDataset(self.train_set), batch_size=cfg.batch_size, collate_fn=collate,
-                            sampler=StepSampler(len(self.train_set), cfg.batch_size, cfg.seed, self.step),
-                            num_workers=self.cfg.data.workers)
         self.model.train()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step")
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step", disable=not distributed.is_main())
         self._clock = time.perf_counter()
-        batches = iter(loader)
+        batches = self._batches()
         tic, seen = time.perf_counter(), 0
         metrics: dict[str, float] = {}
         while self.step < cfg.steps:
-            batch = next(batches)
+            try:
+                batch = next(batches)
+            except RuntimeError as err:
+                batches = self._restart_loader(err)
+                batch = next(batches)
             stats = self.train_step(batch)
             self.step += 1
             seen += batch["image"].shape[0]
@@ -122,63 +169,101 @@ class Trainer:
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                 self.save("last.pt")
         bar.close()
-        plot_run(self.run_dir)
+        if self.early_stopping.stopped:
+            self.early_stopping.restore_best(self.model)
+            metrics = self.evaluate_and_track(final=True)
+        if distributed.is_main():
+            plot_run(self.run_dir)
         self.wandb.finish()
         return metrics
 
-    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Forward and the loss of each task labelled in the batch."""
+    def active_tasks(self) -> list[str]:
+        """The tasks trained at this step: not stopped early, then chosen by the schedule."""
+        candidates = [t for t in self.tasks if t not in self.early_stopping.stopped]
+        return self.schedule.active(self.step, candidates)
+
+    def losses(self, batch: dict, tasks: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """Forward and the loss of each task (of `tasks`, default all) labelled in the batch."""
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.train.amp):
             outputs = self.model(batch["image"])
         losses: dict[str, torch.Tensor] = {}
         for t, task in self.tasks.items():
-            parts = task.loss(self.model.heads[t], outputs[t], batch) if t in batch["has"] else {}
+            wanted = tasks is None or t in tasks
+            parts = task.loss(self.model.heads[t], outputs[t], batch) if wanted and t in batch["has"] else {}
             if parts:
                 losses[t] = sum(parts.values())
         return losses
 
     def train_step(self, batch: dict) -> dict[str, float]:
         """One optimisation step; returns scalars to log (gradient statistics at log steps)."""
-        losses = self.losses(batch)
-        bad = [t for t, v in losses.items() if not torch.isfinite(v)]
+        active = self.active_tasks()
+        losses = self.losses(batch, active)
+        coupling = self.model.coupling_losses()  # soft sharing's penalty: not a task loss
+        named = {**{t: losses.get(t, torch.zeros(())) for t in self.tasks}, **coupling}  # same order on every rank
+        flags = distributed.any_rank(torch.tensor([not bool(torch.isfinite(v)) for v in named.values()]))
+        bad = [t for t, f in zip(named, flags.tolist()) if f]
         self.optimizer.zero_grad(set_to_none=True)
         if bad:
-            if self.cfg.train.nonfinite == "stop":
-                raise NonFiniteLossError(f"non-finite loss for task(s) {bad} at step {self.step + 1}; "
-                                         "lower optim.lr, or set train.nonfinite=skip to skip such steps")
-            self.skipped += 1
-            self.scheduler.step()
-            return {}
+            return self._skip_or_stop(NonFiniteLossError(
+                f"non-finite loss for task(s) {bad} at step {self.step + 1}; "
+                "lower optim.lr, or set train.nonfinite=skip to skip such steps"))
         stats = {f"train/loss/{t}": float(v.detach()) for t, v in losses.items()}
+        stats.update({f"train/coupling/{k}": float(v.detach()) for k, v in coupling.items()})
+        if coupling:  # first, keeping the graph the balancer's backward then frees
+            sum(coupling.values()).backward(retain_graph=True)
         if (self.step + 1) % self.cfg.train.log_every == 0 and len(losses) > 1:
             stats.update({f"train/{k}": v for k, v in probe(losses, self.model).items()})
         every = self.cfg.train.affinity_every
         if every and (self.step + 1) % every == 0 and len(losses) > 1:
-            affinity = lookahead_affinity(self.model, losses, lambda: self.losses(batch),
+            affinity = lookahead_affinity(self.model, losses, lambda: self.losses(batch, active),
                                           self.scheduler.get_last_lr()[0])
             stats.update({f"train/{k}": v for k, v in affinity.items()})
         result = self.balancer.backward(losses, self.model)
+        distributed.average_gradients(p for group in self.optimizer.param_groups for p in group["params"])
+        bad = nonfinite_gradients(self.model, list(losses))
+        if bad:
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._skip_or_stop(NonFiniteGradientError(
+                f"non-finite gradient ({', '.join(bad)}) at step {self.step + 1}, before the optimizer step; "
+                "lower optim.lr, check the inputs, or set train.nonfinite=skip to skip such steps"))
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
         self.optimizer.step()
         self.scheduler.step()
+        self.schedule.observe(distributed.global_values(losses, list(self.tasks)))  # same on every rank
         with torch.no_grad():
-            self.balancer.after_step(lambda: self.losses(batch))
+            self.balancer.after_step(lambda: self.losses(batch, active))
         stats.update({f"train/weight/{t}": float(w) for t, w in result.pop("weights").items()})
         stats.update({f"train/{k}": float(v) for k, v in result.items()})
         stats["train/grad_norm"] = float(grad_norm)
         return stats
 
+    def _skip_or_stop(self, err: NonFiniteLossError) -> dict[str, float]:
+        """`train.nonfinite=stop`: raise `err`; `skip`: count the step and move the schedule on."""
+        if self.cfg.train.nonfinite == "stop":
+            raise err
+        self.skipped += 1
+        self.scheduler.step()
+        return {}
+
     # --- hooks ----------------------------------------------------------------------------
     def log(self, metrics: dict[str, float]) -> None:
-        self.local.log(metrics, self.step)
+        if distributed.is_main():
+            self.local.log(metrics, self.step)
         self.wandb.log(metrics, self.step)
 
-    def evaluate_and_track(self) -> dict[str, float]:
+    def evaluate_and_track(self, final: bool = False) -> dict[str, float]:
+        """Evaluate, log, keep `best.pt`; early-stop tasks (unless `final`: after the best
+        parameters of stopped tasks came back)."""
         results, first = evaluate(self.model, self.tasks, self.val, tuple(self.cfg.data.size),
                                   seg_classes=self.cfg.data.seg_classes, keep_first=True)
         self.log({f"val/{k}": v for k, v in results.items()})
         if first is not None and self.cfg.wandb.images > 0:
             self.wandb.images("val/predictions", media_panels(*first, self.cfg.wandb.images), self.step)
+        if self.early_stopping.enabled and not final:
+            for t in self.early_stopping.update(results, self.model, self.step):
+                tqdm.write(f"step {self.step}: task {t} stops early ({self.early_stopping.metric[t]} did not improve "
+                           f"for {self.early_stopping.patience} evaluations); its best parameters return at the end")
+                self.log({f"train/event/stopped/{t}": float(self.step)})
         key = self.cfg.train.best_metric
         if key in results:
             task, name = key.split("/", 1)
@@ -191,6 +276,7 @@ class Trainer:
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "balancer": self.balancer.state_dict(),
+                "early_stopping": self.early_stopping.state_dict(), "schedule": self.schedule.state_dict(),
                 "step": self.step, "best": self.best, "skipped": self.skipped, "rng": rng_state(),
                 "train_time": self.train_time,
                 "wandb_id": self.wandb_id, "config": OmegaConf.to_container(self.cfg, resolve=True)}
@@ -198,15 +284,20 @@ class Trainer:
     def save(self, name: str) -> None:
         now = time.perf_counter()
         self.train_time, self._clock = self.train_time + now - self._clock, now
-        save_checkpoint(self.run_dir / name, self.state())
+        if distributed.is_main():
+            save_checkpoint(self.run_dir / name, self.state())
+        distributed.barrier()  # no rank runs ahead of a checkpoint it may have to resume from
 
     def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.balancer.load_state_dict(state["balancer"])
+        self.early_stopping.load_state_dict(state["early_stopping"], self.model)
+        self.schedule.load_state_dict(state["schedule"])
         self.step, self.best, self.skipped = state["step"], state["best"], state["skipped"]
         self.train_time = state.get("train_time", 0.0)
         self.wandb_id = state.get("wandb_id")
         set_rng_state(state["rng"])
-        self.local.truncate_after(self.step)
+        if distributed.is_main():
+            self.local.truncate_after(self.step)

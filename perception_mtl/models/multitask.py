@@ -20,6 +20,8 @@ class MultiTaskModel(nn.Module):
     After a forward, `shared_representation` holds the features the tasks branch from.
     """
 
+    has_shared_representation = True  # every task reads the same features (representation-space methods)
+
     def __init__(self, cfg: DictConfig, tasks: dict[str, Task]):
         super().__init__()
         m = cfg.model
@@ -40,6 +42,9 @@ class MultiTaskModel(nn.Module):
             feats = self.neck(feats)
             self.shared_representation = feats
             return {t: head(feats) for t, head in self.heads.items()}
+        # aliases read only by the necks: backbone levels feed each other, and a gradient taken on
+        # them must count each level's path to the heads once (see gradients.py)
+        feats = {s: f.view_as(f) for s, f in feats.items()}
         self.shared_representation = feats
         return {t: head(self.necks[t](feats)) for t, head in self.heads.items()}
 
@@ -54,6 +59,10 @@ class MultiTaskModel(nn.Module):
         yield from self.heads[task].parameters()
         if not self.shared_neck:
             yield from self.necks[task].parameters()
+
+    def coupling_losses(self) -> dict[str, torch.Tensor]:
+        """Terms outside the task losses (none with hard sharing; see soft_sharing.py)."""
+        return {}
 
     def last_shared_parameters(self) -> Iterator[nn.Parameter]:
         """The last shared layer (GradNorm's W): the FPN's output convolutions, or without a shared

@@ -79,7 +79,9 @@ def build_workspace(project: str, entity: str | None, name: str, tasks: list[str
         ws.Section("Compare runs", [wr.RunComparer(diff_only="split"),
                                     wr.ParallelCoordinatesPlot(columns=columns, title="balancer vs final metrics")]),
         ws.Section("Training", [_line("learning rate", ["train/lr"]),
-                                _line("throughput (images/s)", ["train/images_per_s"])]),
+                                _line("throughput (images/s)", ["train/images_per_s"]),
+                                _line("soft-sharing coupling", ["train/coupling/params", "train/coupling/features"]),
+                                _line("task stopped early (step)", [f"train/event/stopped/{t}" for t in tasks])]),
     ]
     runsets = ws.RunsetSettings(groupby=[ws.Config("balancer.name")],
                                 filters=ws.And(ws.Metric("Group") == group) if group else "")

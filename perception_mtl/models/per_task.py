@@ -1,0 +1,73 @@
+"""Per-task networks: one backbone, FPN and head per task (the base of soft sharing and
+cross-stitch). Each task's network is initialised under its own seed, derived from
+(`train.seed`, position of the task in the registry), so a task's network starts from the same
+weights whichever other tasks are trained beside it."""
+from __future__ import annotations
+
+import itertools
+from typing import Iterator
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from perception_mtl.models.backbone import Backbone
+from perception_mtl.models.necks import FPN
+from perception_mtl.tasks import TASKS
+from perception_mtl.tasks.base import Task
+
+
+class PerTaskModel(nn.Module):
+    """images (B, 3, H, W) -> {task: raw head output}, one backbone + FPN + head per task.
+
+    Subclasses define `forward` (how the columns interact). Nothing is one tensor shared by all
+    tasks, so `shared_representation` stays empty: representation-space balancers need hard
+    sharing; parameter-space ones treat every backbone (and any coupling unit) as shared.
+    `shared_representation` holds {(task, stride): features} that only the task's own FPN reads:
+    the cut through which torchjd's `mtl_backward` reaches the shared parameters.
+    """
+
+    has_shared_representation = False
+
+    def __init__(self, cfg: DictConfig, tasks: dict[str, Task]):
+        super().__init__()
+        m = cfg.model
+        indices = tuple(m.out_indices) if m.out_indices is not None else None
+        self.backbones, self.necks, self.heads = nn.ModuleDict(), nn.ModuleDict(), nn.ModuleDict()
+        for t, task in tasks.items():
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.train.seed * 1009 + TASKS.names().index(t))
+                self.backbones[t] = Backbone(m.backbone, indices, m.pretrained, m.pretrained_path)
+                strides, channels = self.backbones[t].strides, self.backbones[t].channels
+                self.necks[t] = FPN(channels, strides, m.neck_channels)
+                self.heads[t] = task.build_head(m.neck_channels, strides)
+        self.shared_representation: dict[tuple[str, int], torch.Tensor] = {}
+
+    def branch(self, feats: dict[str, dict[int, torch.Tensor]]) -> dict:
+        """{task: {stride: features}} -> {task: head output}, recording the representation."""
+        feats = {t: {s: f.view_as(f) for s, f in levels.items()} for t, levels in feats.items()}
+        self.shared_representation = {(t, s): f for t, levels in feats.items() for s, f in levels.items()}
+        return {t: self.heads[t](self.necks[t](feats[t])) for t in self.heads}
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """Every backbone: what couples the tasks (the penalty, or the cross-stitch units)."""
+        yield from self.backbones.parameters()
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        """The task's FPN and head."""
+        yield from self.necks[task].parameters()
+        yield from self.heads[task].parameters()
+
+    def last_shared_parameters(self) -> Iterator[nn.Parameter]:
+        """Each backbone's last stage (GradNorm's W: a task's gradient reaches its own)."""
+        for backbone in self.backbones.values():
+            stages = [m for m in backbone.body.children() if any(True for _ in m.parameters())]
+            yield from stages[-1].parameters()
+
+    def coupling_losses(self) -> dict[str, torch.Tensor]:
+        """Terms outside the task losses that the trainer adds to the gradient ({} here)."""
+        return {}
+
+    @staticmethod
+    def pairs(tasks) -> Iterator[tuple[str, str]]:
+        return itertools.combinations(list(tasks), 2)
