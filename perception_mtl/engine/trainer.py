@@ -9,6 +9,7 @@ import math
 import time
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -116,7 +117,7 @@ class Trainer:
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     # --- the loop -------------------------------------------------------------------------
-    def _batches(self):
+    def _batches(self) -> Iterator[dict]:
         """Batches from step `self.step` on (this rank's shard of each global batch)."""
         cfg = self.cfg.train
         sampler = StepSampler(len(self.train_set), cfg.batch_size, cfg.seed, self.step,
@@ -124,7 +125,7 @@ class Trainer:
         return iter(DataLoader(SeededDataset(self.train_set), batch_size=cfg.batch_size, collate_fn=collate,
                                sampler=sampler, num_workers=self.cfg.data.workers))
 
-    def _restart_loader(self, err: RuntimeError):
+    def _restart_loader(self, err: RuntimeError) -> Iterator[dict]:
         """A data worker died (killed by the OOM killer, a crashing decoder): the batches are a pure
         function of the step, so a new loader from `self.step` continues exactly; after
         WORKER_RESTARTS such restarts the run stops with a message."""
@@ -139,6 +140,14 @@ class Trainer:
                       f"({self.worker_restarts}/{WORKER_RESTARTS}), the batches stay the same")
         return self._batches()
 
+    def _next_batch(self, batches: Iterator[dict]) -> tuple[Iterator[dict], dict]:
+        """-> (batches, the next batch), replacing the loader when a data worker died."""
+        while True:
+            try:
+                return batches, next(batches)
+            except RuntimeError as err:
+                batches = self._restart_loader(err)
+
     def fit(self) -> dict[str, float]:
         cfg = self.cfg.train
         self.model.train()
@@ -148,11 +157,7 @@ class Trainer:
         tic, seen = time.perf_counter(), 0
         metrics: dict[str, float] = {}
         while self.step < cfg.steps:
-            try:
-                batch = next(batches)
-            except RuntimeError as err:
-                batches = self._restart_loader(err)
-                batch = next(batches)
+            batches, batch = self._next_batch(batches)
             stats = self.train_step(batch)
             self.step += 1
             seen += batch["image"].shape[0]
@@ -232,6 +237,7 @@ class Trainer:
         self.schedule.observe(distributed.global_values(losses, list(self.tasks)))  # same on every rank
         with torch.no_grad():
             self.balancer.after_step(lambda: self.losses(batch, active))
+        distributed.average_buffers(self.model)  # one set of BatchNorm statistics on every rank
         stats.update({f"train/weight/{t}": float(w) for t, w in result.pop("weights").items()})
         stats.update({f"train/{k}": float(v) for k, v in result.items()})
         stats["train/grad_norm"] = float(grad_norm)
@@ -243,6 +249,7 @@ class Trainer:
             raise err
         self.skipped += 1
         self.scheduler.step()
+        distributed.average_buffers(self.model)
         return {}
 
     # --- hooks ----------------------------------------------------------------------------
@@ -293,8 +300,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.balancer.load_state_dict(state["balancer"])
-        self.early_stopping.load_state_dict(state["early_stopping"], self.model)
-        self.schedule.load_state_dict(state["schedule"])
+        if "early_stopping" in state:  # checkpoints older than early stopping and schedules: none stopped
+            self.early_stopping.load_state_dict(state["early_stopping"], self.model)
+            self.schedule.load_state_dict(state["schedule"])
         self.step, self.best, self.skipped = state["step"], state["best"], state["skipped"]
         self.train_time = state.get("train_time", 0.0)
         self.wandb_id = state.get("wandb_id")
