@@ -31,5 +31,5 @@ setup(
         "pillow>=10,<14",
         "opencv-python-headless>=4.8,<6",
     ],
-    extras_require={"test": ["pytest>=8,<10"]},
+    extras_require={"test": ["pytest>=8,<10", "hypothesis>=6.100,<7"]},
 )

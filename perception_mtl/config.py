@@ -162,19 +162,38 @@ def load_config(file: str | Path | None = None, overrides: list[str] | None = No
     if file is not None:
         if not Path(file).exists():
             raise ConfigError(f"config file {file} does not exist")
-        sources.append((str(file), OmegaConf.load(file)))
+        sources.append((str(file), _load_yaml(file)))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not key=value")
-    sources.append(("command line", OmegaConf.from_dotlist(overrides or [])))
+        try:  # one source per override, so that an error names it
+            sources.append((f"override '{item}'", OmegaConf.from_dotlist([item])))
+        except Exception as err:  # yaml's parser errors on the value, OmegaConf's grammar errors on the key
+            raise ConfigError(f"override '{item}' cannot be parsed ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0]}); write key=value, e.g. train.steps=100 or "
+                              "tasks=[det,seg], and quote values with special characters") from err
     cfg = _merge(sources)
     if defaults is not None:
         method = Path(defaults).parent / "balancer" / f"{cfg.balancer.name}.yaml"
         if method.exists():
-            at = len(sources) - 1 - (file is not None)
+            at = len(sources) - len(overrides or []) - (file is not None)
             cfg = _merge(sources[:at] + [(str(method), OmegaConf.load(method))] + sources[at:])
     validate(cfg)
     return cfg
+
+
+def _load_yaml(path: str | Path) -> DictConfig:
+    """A YAML mapping from `path`, or a ConfigError saying what is wrong with the file."""
+    try:
+        loaded = OmegaConf.load(path)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from err
+    except Exception as err:  # yaml's parser and scanner errors, OmegaConf's on odd keys
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"config file {path} must be a mapping of keys (e.g. 'train: {{steps: 100}}'), "
+                          f"got a {type(loaded).__name__}")
+    return loaded
 
 
 def _merge(sources: list[tuple[str, Any]]) -> DictConfig:
@@ -187,6 +206,9 @@ def _merge(sources: list[tuple[str, Any]]) -> DictConfig:
                               + "\n  ".join(_valid_keys(OmegaConf.structured(Config)))) from err
         except OmegaConfBaseException as err:
             raise ConfigError(f"{name}: bad value for '{getattr(err, 'full_key', '?')}': {err.msg}") from err
+        except (TypeError, ValueError) as err:  # e.g. a mapping where the schema has a list
+            raise ConfigError(f"{name}: a value has the wrong shape ({err}); see the key's type in "
+                              "perception_mtl/config.py") from err
     return cfg
 
 

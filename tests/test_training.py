@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -50,21 +51,33 @@ def _train_cmd(world: Path, out: Path, *extra: str) -> list[str]:
             f"output_dir={out}", "train.steps=10", "train.checkpoint_every=2", *extra]
 
 
-def test_sigkill_then_resume_gives_the_same_weights(tiny_world, tmp_path):
+@pytest.fixture(scope="module")
+def straight_run(tiny_world, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("straight")
+    subprocess.run(_train_cmd(tiny_world, out), check=True, env={**os.environ, "WANDB_MODE": "disabled"},
+                   capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sigkill_then_resume_gives_the_same_weights(tiny_world, tmp_path, straight_run, seed):
+    """SIGKILL at a seeded random step, at a random moment in it (mid-step or mid-save)."""
+    rng = random.Random(seed)
+    kill_after, delay = rng.randint(1, 6), rng.uniform(0.0, 0.2)
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    subprocess.run(_train_cmd(tiny_world, tmp_path / "straight"), check=True, env=env, capture_output=True)
-    proc = subprocess.Popen(_train_cmd(tiny_world, tmp_path / "killed"), env=env,
+    proc = subprocess.Popen(_train_cmd(tiny_world, tmp_path / "killed", "train.checkpoint_every=1"), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = tmp_path / "killed" / "last.pt"
     deadline = time.time() + 120
-    while time.time() < deadline and not (last.exists() and load_checkpoint(last)["step"] >= 4):
-        time.sleep(0.05)
+    while time.time() < deadline and not (last.exists() and load_checkpoint(last)["step"] >= kill_after):
+        time.sleep(0.02)
+    time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL
     killed_at = load_checkpoint(last)["step"]
-    assert 4 <= killed_at < 10
+    assert kill_after <= killed_at < 10
     subprocess.run(_train_cmd(tiny_world, tmp_path / "killed", "--resume"), check=True, env=env, capture_output=True)
-    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(last)
+    a, b = load_checkpoint(straight_run / "last.pt"), load_checkpoint(last)
     assert a["step"] == b["step"] == 10
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
@@ -88,7 +101,7 @@ def test_nonfinite_loss_is_named_or_skipped(tiny_world, tmp_path, monkeypatch):
     ("balancer.name=nope", "balancer.name='nope' is not valid; choose from"),
     ("train.steps=abc", "bad value for 'train.steps'"),
     ("model.backbone=resnet_nope", "is not a timm model"),
-    ("tasks=[det,flow]", "tasks='flow' is not valid; choose from ['depth', 'det', 'noise', 'scene', 'seg']"),
+    ("tasks=[det,flow]", "tasks='flow' is not valid; choose from ['depth', 'det', 'edges', 'noise', 'scene', 'seg']"),
 ])
 def test_bad_config_exits_2_before_any_work(override, expected):
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), override, "data.root=/nonexistent"],

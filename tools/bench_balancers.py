@@ -28,7 +28,8 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from perception_mtl.balancing import BALANCERS, balancer_options, build_balancer  # noqa: E402
-from perception_mtl.config import load_config  # noqa: E402
+from perception_mtl.config import ConfigError, load_config  # noqa: E402
+from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
 from perception_mtl.data.collate import collate  # noqa: E402
 from perception_mtl.engine.trainer import Trainer  # noqa: E402
 
@@ -106,13 +107,25 @@ def main() -> None:
     args = p.parse_args()
     if args.child:
         return child(args.child, args.overrides)
+    if args.steps < 1 or args.warmup < 0:
+        p.error(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
+    unknown = sorted(set(args.methods.split(",") if args.methods else []) - set(BALANCERS.names()))
+    if unknown:
+        p.error(f"--methods: unknown balancer(s) {unknown}; choose from {BALANCERS.names()}")
+    try:
+        load_config(None, list(args.overrides))
+    except ConfigError as err:
+        p.exit(2, f"config error: {err}\n")
 
     names = args.methods.split(",") if args.methods else ["equal"] + [n for n in BALANCERS.names() if n != "equal"]
     runs = variants(names if "equal" in names else ["equal", *names])
     if "famo" in names:
         runs.insert(runs.index("famo") + 1, "famo:next_batch")
     with tempfile.TemporaryDirectory() as out:
-        trainer = make_trainer(args.overrides, out)
+        try:
+            trainer = make_trainer(args.overrides, out)
+        except DatasetError as err:
+            p.exit(2, f"data error: {err}\n")
         cfg = trainer.cfg
         batch = collate([trainer.train_set[i] for i in range(cfg.train.batch_size)])
         state = copy.deepcopy(trainer.model.state_dict())

@@ -23,6 +23,7 @@ from tqdm import tqdm  # noqa: E402
 
 from perception_mtl.benchmark.runner import latency_ms  # noqa: E402
 from perception_mtl.config import ConfigError, load_config  # noqa: E402
+from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
 from perception_mtl.data.collate import collate  # noqa: E402
 from perception_mtl.engine.trainer import Trainer  # noqa: E402
 from perception_mtl.models import SHARING  # noqa: E402
@@ -35,6 +36,8 @@ def main() -> int:
     p.add_argument("--schemes", default=",".join(SHARING), help=f"comma-separated, from {list(SHARING)}")
     p.add_argument("overrides", nargs="*", help="config key=value (default: configs/default.yaml)")
     args = p.parse_args()
+    if args.steps < 1 or args.warmup < 0:
+        p.error(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
     schemes = args.schemes.split(",")
     if "hard" not in schemes or any(s not in SHARING for s in schemes):
         p.error(f"--schemes must include hard and come from {list(SHARING)}")
@@ -43,8 +46,8 @@ def main() -> int:
             trainers = {s: Trainer(load_config(None, ["wandb.mode=disabled", f"output_dir={out}/{s}",
                                                       "train.log_every=1000000", *args.overrides,
                                                       f"model.sharing={s}"])) for s in schemes}
-        except ConfigError as err:
-            p.error(str(err))
+        except (ConfigError, DatasetError) as err:
+            p.exit(2, f"error: {err}\n")
         cfg = trainers["hard"].cfg
         batch = collate([trainers["hard"].train_set[i] for i in range(cfg.train.batch_size)])
         step: dict[str, list[float]] = {s: [] for s in schemes}

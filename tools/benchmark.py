@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         suite = Suite.load(args.suite)
         out = run_suite(suite, Path(args.out) if args.out else None)
-    except (ConfigError, DatasetError) as err:
+    except (ConfigError, DatasetError, ValueError) as err:  # ValueError includes analysis' ResultsError
         p.exit(2, f"error: {err}\n")
     print(f"\nresults in {out}: leaderboard.md, leaderboard.html, transfer_report.md")
     print((out / "leaderboard.md").read_text())

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     from perception_mtl.engine.checkpoint import load_checkpoint
     from perception_mtl.engine.evaluator import evaluate
     from perception_mtl.engine.trainer import build_tasks, val_loader
-    from perception_mtl.models.multitask import MultiTaskModel
+    from perception_mtl.models import build_model
 
     try:
         state = load_checkpoint(args.checkpoint)
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, DatasetError, RuntimeError) as err:
         p.exit(2, f"error: {err}\n")
     tasks = build_tasks(cfg)
-    model = MultiTaskModel(cfg, tasks)
+    model = build_model(cfg, tasks)
     model.load_state_dict(state["model"])
     start = time.perf_counter()
     with torch.inference_mode():

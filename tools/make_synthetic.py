@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> None:
         p.error("frame counts must be >= 0 and the image at least 32x32")
     if not 0.0 <= args.difficulty <= 1.0:
         p.error(f"--difficulty must be in [0, 1], got {args.difficulty}")
+    if args.workers is not None and args.workers < 1:
+        p.error(f"--workers must be >= 1 (or left out for all cores), got {args.workers}")
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        p.exit(2, f"error: cannot write {args.out} ({err.strerror or err}); choose a writable folder for --out\n")
     spec = WorldSpec(args.train, args.val, args.test, args.seed, args.height, args.width,
                      args.difficulty, args.max_objects)
     start = time.perf_counter()

@@ -5,7 +5,8 @@
 Config: configs/default.yaml <- --config FILE <- key=value (e.g. train.steps=100
 balancer.name=equal output_dir=runs/x). Writes config.yaml, train.jsonl, metrics.jsonl,
 metrics.json, last.pt, best.pt and curve plots into output_dir; resume=true (or --resume)
-continues from output_dir/last.pt.
+continues from output_dir/last.pt. Several processes or GPUs:
+torchrun --nproc_per_node=N tools/train.py ... (train.batch_size is per process).
 """
 from __future__ import annotations
 
@@ -37,7 +38,13 @@ def main(argv: list[str] | None = None) -> None:
         trainer = Trainer(cfg)
     except DatasetError as err:
         p.exit(2, f"data error: {err}\n")
+    from perception_mtl.engine import distributed
+
     metrics = trainer.fit()
+    main = distributed.is_main()
+    distributed.shutdown()
+    if not main:  # under torchrun, rank 0 reports
+        return
     out = Path(cfg.output_dir) / "metrics.json"
     out.write_text(json.dumps({"step": trainer.step, **metrics}, indent=2))
     width = max(map(len, metrics), default=0)

@@ -167,7 +167,7 @@ def write_transfer_report(results_dir: str | Path, method: str | None = None) ->
               "Relative change of each task's primary metric against the mean of its single-task runs "
               "(%, positive = better), mean +- std over seeds. Flagged when worse and Welch's one-sided "
               f"t-test gives p < {ALPHA}.", "",
-              "| method | task | metric | change % | std | p | negative transfer |", "|---|---|---|---|---|---|---|"]
+              "| method | task | metric | gain % (+ = better) | std | p | negative transfer |", "|---|---|---|---|---|---|---|"]
     for c in changes:
         flag = "**yes**" if c["negative"] else ("untested (1 seed)" if math.isnan(c["p"]) else "no")
         lines.append(f"| {c['method']} | {c['task']} | {c['metric']} | {c['change']:+.2f} | {c['std']:.2f} | "

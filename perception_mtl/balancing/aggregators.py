@@ -28,12 +28,13 @@ import inspect
 import torch
 from torch import nn
 from torchjd.aggregation import (CAGrad, ConFIG, DualProj, GradDrop, IMTLG, MGDA, NashMTL, PCGrad,
-                                 UPGrad, AlignedMTL, Aggregator, WeightedAggregator)
+                                 UPGrad, AlignedMTL, Aggregator, GramianWeightedAggregator, WeightedAggregator)
 from torchjd.autojac import jac_to_grad, mtl_backward
 
 from perception_mtl.balancing import BALANCERS
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, representation, task_gradients
+from perception_mtl.engine import distributed
 
 METHODS: dict[str, tuple[type[Aggregator], dict]] = {
     "pcgrad": (PCGrad, {}),
@@ -59,21 +60,36 @@ class AggregatorBalancer(Balancer):
             raise ValueError(f"space={space!r}; choose from ['parameter', 'representation']")
         self.aggregator, self.space, self.chunk = aggregator, space, parallel_chunk_size
 
+    def _representation_direction(self, jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Local Jacobian J (T, D) on the shared features -> (direction on them (D,), weights (T,)),
+        aggregated over the global batch under DDP: Gramian weightings take the global Gramian;
+        other aggregators the all-gathered global Jacobian (see distributed.global_jacobian)."""
+        if isinstance(self.aggregator, GramianWeightedAggregator) and distributed.active():
+            weights = self.aggregator.gramian_weighting(distributed.global_gramian(jac))
+            return weights @ jac, weights
+        full, mine = distributed.global_jacobian(jac)
+        if isinstance(self.aggregator, WeightedAggregator):
+            weights = self.aggregator.weighting(full)
+            direction = weights @ full
+        else:
+            direction = self.aggregator(full)
+            weights = (full @ direction) / (full * full).sum(dim=1).clamp_min(1e-20)
+        return direction[mine] * distributed.world_size(), weights
+
     def backward(self, losses: Losses, model: nn.Module) -> dict:
+        distributed.require_same_tasks(list(losses), self.tasks)
         if self.space == "representation":
             jac, own = task_gradients(losses, model)
-            if isinstance(self.aggregator, WeightedAggregator):
-                weights = self.aggregator.weighting(jac)
-                direction = weights @ jac
-            else:
-                direction = self.aggregator(jac)
-                weights = (jac @ direction) / (jac * jac).sum(dim=1).clamp_min(1e-20)
+            direction, weights = self._representation_direction(jac)
             backward_through_shared(model, direction, own, {t: 1.0 for t in losses})
         else:
             shared = [p for p in model.shared_parameters() if p.requires_grad]
             mtl_backward(list(losses.values()), representation(model),
                          tasks_params=[list(model.task_parameters(t)) for t in losses],
                          shared_params=shared, parallel_chunk_size=self.chunk)
+            if distributed.active():  # the global batch's Jacobian: the mean of the ranks' Jacobians
+                for p in shared:
+                    distributed.all_reduce_mean(p.jac)
             if isinstance(self.aggregator, WeightedAggregator):
                 weights = jac_to_grad(shared, self.aggregator)
             else:

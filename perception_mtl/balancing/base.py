@@ -5,6 +5,24 @@ only tasks with labels in the batch) and the model (for `shared_parameters()`,
 `task_parameters(task)` and `shared_representation`), fills `.grad`, and returns
 {"weights": {task: float}, ...more scalars to log}. It keeps its own state (saved through
 `state_dict`, with non-tensor state in `get_extra_state`) and never reads trainer attributes.
+
+Under DDP (torchrun; `perception_mtl/engine/distributed.py`) the trainer averages every `.grad`
+over ranks after `backward`, so a balancer only has to (a) compute anything that depends on loss
+values or gradients from the global batch, and (b) keep its state identical on every rank:
+- static, equal, rlw: weights do not depend on this step's data (rlw draws them from the torch
+  RNG, identical on every rank), so the averaged gradient is exactly the global one.
+- uncertainty: s_i are ordinary parameters; their gradients are averaged like the model's.
+- gls, dwa, famo: the weights and the state (DWA's history, FAMO's logits and Adam) use the global
+  losses (`distributed.global_values`, the mean of the local batch-mean losses).
+- gradnorm: global losses for the training rates; the norms G_i come from the global Gramian
+  (representation space) or the all-reduced gradients of the last shared layer (parameter space).
+- torchjd aggregators: parameter space all-reduces the per-task Jacobians on the shared
+  parameters before `jac_to_grad`; representation space computes the weights from the global
+  Gramian (sum of local Gramians), or, for aggregators that need the matrix (GradDrop, ConFIG,
+  NashMTL), from the all-gathered global Jacobian.
+So N ranks with batch B take the same step as one process with batch N*B whenever each task loss
+is a mean of per-sample losses (the equivalence test checks this for equal, uncertainty, gradnorm
+and pcgrad).
 """
 from __future__ import annotations
 

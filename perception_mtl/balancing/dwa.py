@@ -17,6 +17,7 @@ from torch import nn
 
 from perception_mtl.balancing import BALANCERS
 from perception_mtl.balancing.base import Balancer, Losses
+from perception_mtl.engine.distributed import global_values
 
 
 @BALANCERS.register("dwa")
@@ -44,9 +45,9 @@ class DynamicWeightAverage(Balancer):
     def backward(self, losses: Losses, model: nn.Module) -> dict:
         weights = self.current_weights(list(losses))
         sum(weights[t] * loss for t, loss in losses.items()).backward()
-        for t, loss in losses.items():
+        for t, value in global_values(losses, self.tasks).items():  # the same history on every rank
             i = self.tasks.index(t)
-            self.sums[i] += float(loss.detach())
+            self.sums[i] += value
             self.counts[i] += 1
         self.calls += 1
         if int(self.calls) % self.period == 0:

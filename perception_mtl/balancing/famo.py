@@ -24,6 +24,7 @@ from torch import nn
 
 from perception_mtl.balancing import BALANCERS
 from perception_mtl.balancing.base import Balancer, Losses
+from perception_mtl.engine.distributed import global_values
 
 EPS = 1e-8
 
@@ -58,7 +59,7 @@ class FAMO(Balancer):
         self.logits.grad = None
 
     def backward(self, losses: Losses, model: nn.Module) -> dict:
-        values = {t: float(loss.detach()) for t, loss in losses.items()}
+        values = global_values(losses, self.tasks)  # the same logits and Adam state on every rank
         if self.update == "next_batch":
             self._logit_step(values)
         idx = torch.tensor([self.tasks.index(t) for t in losses])
@@ -71,7 +72,7 @@ class FAMO(Balancer):
 
     def after_step(self, recompute: Callable[[], Losses]) -> None:
         if self.update == "same_batch":
-            self._logit_step({t: float(v) for t, v in recompute().items()})
+            self._logit_step(global_values(recompute(), self.tasks))
 
     def get_extra_state(self) -> dict:
         return {"adam": self.adam.state_dict(), "before": dict(self.before)}

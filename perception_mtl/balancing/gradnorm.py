@@ -33,6 +33,7 @@ from torch import nn
 from perception_mtl.balancing import BALANCERS
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, task_gradients
+from perception_mtl.engine import distributed
 
 
 @BALANCERS.register("gradnorm")
@@ -55,19 +56,23 @@ class GradNorm(Balancer):
         norms = []
         for loss in losses.values():
             grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-            norms.append(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
+            flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+                              for g, p in zip(grads, params)])
+            norms.append(distributed.all_reduce_mean(flat).norm())  # the global batch's gradient
         return torch.stack(norms)
 
     def backward(self, losses: Losses, model: nn.Module) -> dict:
+        distributed.require_same_tasks(list(losses), self.tasks)
         idx = torch.tensor([self.tasks.index(t) for t in losses])
-        values = torch.stack([loss.detach().float() for loss in losses.values()])
+        glob = distributed.global_values(losses, self.tasks)  # same rates and state on every rank
+        values = torch.tensor([glob[t] for t in losses], dtype=torch.float32)
         fresh = torch.isnan(self.initial[idx])
         self.initial[idx[fresh]] = values[fresh]
         w = self.w.detach()[idx]
 
         if self.space == "representation":
             jac, own = task_gradients(losses, model)
-            norms = jac.norm(dim=1)
+            norms = distributed.global_gramian(jac).diagonal().clamp_min(0).sqrt()
             backward_through_shared(model, w @ jac, own, dict(zip(losses, w.tolist())))
         else:
             norms = self._norms_on_parameters(losses, model)

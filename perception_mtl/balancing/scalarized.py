@@ -16,6 +16,7 @@ from torchjd.scalarization import GeometricMean, Random, Scalarizer
 
 from perception_mtl.balancing import BALANCERS
 from perception_mtl.balancing.base import Balancer, Losses
+from perception_mtl.engine.distributed import global_values
 
 
 class ScalarizerBalancer(Balancer):
@@ -26,7 +27,8 @@ class ScalarizerBalancer(Balancer):
         self.scalarizer = scalarizer
 
     def backward(self, losses: Losses, model: nn.Module) -> dict:
-        values = torch.stack([loss.detach().float() for loss in losses.values()]).requires_grad_()
+        glob = global_values(losses, self.tasks)  # the weights follow the global batch's losses
+        values = torch.tensor([glob[t] for t in losses], dtype=torch.float32, requires_grad=True)
         (weights,) = torch.autograd.grad(self.scalarizer(values), values)
         sum(w * loss for w, loss in zip(weights, losses.values())).backward()
         return {"weights": dict(zip(losses, weights.tolist()))}

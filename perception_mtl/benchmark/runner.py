@@ -1,12 +1,14 @@
 """Run a suite: every (run, seed) not yet finished, then the leaderboard and transfer report.
 
-A run is finished when its `result.json` exists (the contract in `analysis/results.py`);
-an unfinished one resumes from its `last.pt`, so a killed suite loses at most the steps since
-the last checkpoint and never redoes a finished run.
+A run is finished when its `result.json` exists and parses (the contract in
+`analysis/results.py`; it is written to a temporary file and renamed, so a kill never leaves a
+half-written one); an unfinished run resumes from its `last.pt`, so a killed suite loses at most
+the steps since the last checkpoint and never redoes a finished run.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import time
@@ -64,8 +66,19 @@ def train_run(suite: Suite, run: Run, results_dir: Path) -> dict:
         "latency_ms": latency_ms(trainer.model, tuple(cfg.data.size)),
         "steps": trainer.step,
     }
-    (out / "result.json").write_text(json.dumps(record, indent=2))
+    tmp = out / ".result.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, out / "result.json")
     return record
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a complete result.json (an unreadable one means: train again)."""
+    try:
+        json.loads((run_dir / "result.json").read_text())
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def run_suite(suite: Suite, results_dir: Path | None = None) -> Path:
@@ -76,7 +89,7 @@ def run_suite(suite: Suite, results_dir: Path | None = None) -> Path:
     ensure_world(suite)
     runs = suite.runs()
     for k, run in enumerate(runs, 1):
-        done = (results_dir / run.folder / "result.json").exists()
+        done = finished(results_dir / run.folder)
         print(f"[{k}/{len(runs)}] {run.label} seed {run.seed}: {'done, skipped' if done else 'training'}", flush=True)
         if not done:
             tic = time.perf_counter()

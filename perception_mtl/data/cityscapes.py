@@ -91,6 +91,9 @@ class CityscapesDataset(Dataset):
                         "frame": self.frame(index), "has": set(self.tasks)}
         if "seg" in self.tasks or "edges" in self.tasks:
             labels = self._dense(index, "seg", (h, w))
+            if labels.max(initial=0) >= len(self.seg_lut):
+                raise DatasetError(f"{self.path(index, *TASK_FILES['seg'])}: label id {int(labels.max())} is not a "
+                                   f"Cityscapes label id (0..{len(self.seg_lut) - 1}); is it a labelIds PNG?")
             sample["semantic"] = tv_tensors.Mask(torch.from_numpy(self.seg_lut[labels]))
         if "depth" in self.tasks:
             sample["depth"] = tv_tensors.Mask(torch.from_numpy(self._depth(index, (h, w))))
@@ -108,8 +111,10 @@ class CityscapesDataset(Dataset):
     def _dense(self, index: int, task: str, shape: tuple[int, int]) -> np.ndarray:
         path = self.path(index, *TASK_FILES[task])
         array = _read_png(path)
-        if array.shape[:2] != shape:
-            raise DatasetError(f"{path}: size {array.shape[:2]} differs from its image's {shape}")
+        if array.ndim != 2:
+            raise DatasetError(f"{path}: expected a single-channel label image, got shape {array.shape}")
+        if array.shape != shape:
+            raise DatasetError(f"{path}: size {array.shape} differs from its image's {shape}")
         return array
 
     def _depth(self, index: int, shape: tuple[int, int]) -> np.ndarray:
@@ -118,9 +123,12 @@ class CityscapesDataset(Dataset):
         camera_path = self.path(index, "camera", "_camera.json")
         camera = _read_json(camera_path)
         try:
-            baseline, fx = camera["extrinsic"]["baseline"], camera["intrinsic"]["fx"]
-        except (KeyError, TypeError) as err:
+            baseline, fx = float(camera["extrinsic"]["baseline"]), float(camera["intrinsic"]["fx"])
+        except (KeyError, TypeError, ValueError) as err:
             raise DatasetError(f"{camera_path}: missing extrinsic.baseline or intrinsic.fx") from err
+        if not (0 < baseline < float("inf") and 0 < fx < float("inf")):
+            raise DatasetError(f"{camera_path}: extrinsic.baseline ({baseline}) and intrinsic.fx ({fx}) must be "
+                               "positive numbers")
         disparity = (p - 1.0) / 256.0
         valid = disparity > 0
         depth = np.zeros(shape, np.float32)
@@ -153,7 +161,7 @@ class CityscapesDataset(Dataset):
         attrs = _read_json(path)
         try:
             return torch.tensor([WEATHERS.index(attrs["weather"]), TIMES.index(attrs["timeofday"])])
-        except (KeyError, ValueError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise DatasetError(f"{path}: needs weather in {WEATHERS} and timeofday in {TIMES}") from err
 
 
@@ -168,7 +176,7 @@ def _read_png(path: Path) -> np.ndarray:
             return np.array(img)
     except FileNotFoundError as err:
         raise DatasetError(f"missing file {path}") from err
-    except OSError as err:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # PIL's ways to say corrupt
         raise DatasetError(f"cannot read {path} (corrupt or not an image): {err}") from err
 
 

@@ -10,13 +10,22 @@ from torch.utils.data import Dataset, Sampler
 
 class StepSampler(Sampler):
     """Endless (index, augmentation seed) pairs: epoch e is a permutation drawn from (seed, e);
-    iteration starts at sample `start_step * batch_size`."""
+    iteration starts at sample `start_step * batch_size * world_size`.
 
-    def __init__(self, size: int, batch_size: int, seed: int, start_step: int = 0):
+    Sharded like `DistributedSampler`: the global stream is cut into global batches of
+    `batch_size * world_size` and rank r takes the r-th slice of `batch_size` of each, so N ranks
+    with batch B see exactly the samples (and augmentation seeds) one process with batch N*B sees.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.size, self.batch_size, self.seed, self.start_step = size, batch_size, seed, start_step
+        self.rank, self.world_size = rank, world_size
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        position = self.start_step * self.batch_size
+    def _stream(self) -> Iterator[tuple[int, int]]:
+        position = self.start_step * self.batch_size * self.world_size
         epoch, offset = divmod(position, self.size)
         while True:
             g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
@@ -24,6 +33,12 @@ class StepSampler(Sampler):
             for index in order[offset:]:
                 yield index, (self.seed * 1_000_003 + epoch) * 1_000_003 + index
             epoch, offset = epoch + 1, 0
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
+        for k, item in enumerate(self._stream()):
+            if lo <= k % (self.batch_size * self.world_size) < hi:
+                yield item
 
 
 class SeededDataset(Dataset):

@@ -21,6 +21,10 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # disk full, quota, permissions: the previous file is untouched
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, f"could not write checkpoint {path} ({err.strerror or err}); the previous "
+                      f"{path.name} (if any) is intact: free disk space, then rerun with --resume") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

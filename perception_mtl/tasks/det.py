@@ -7,6 +7,7 @@ from torchmetrics import Metric
 from torchmetrics.detection import MeanAveragePrecision
 
 from perception_mtl.data.labels import DET_CLASSES
+from perception_mtl.engine.distributed import gather_objects
 from perception_mtl.models.heads.detection import DetectionHead
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task, labelled
@@ -14,24 +15,34 @@ from perception_mtl.tasks.base import Task, labelled
 
 class DetectionMetric(Metric):
     """COCO box mAP (IoU .50:.95) and mAP50, computed by pycocotools' COCOeval through
-    torchmetrics; crowd boxes enter as iscrowd=1 ground truth."""
+    torchmetrics; crowd boxes enter as iscrowd=1 ground truth. Under DDP, `compute` gathers every
+    rank's images (ranks may hold different numbers of them, which torchmetrics' own list-state
+    sync does not survive) and every rank evaluates them all."""
 
     full_state_update = False
 
     def __init__(self):
         super().__init__()
-        self.coco = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+        self.coco = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools",
+                                         sync_on_compute=False)
+        self.images: list[tuple[dict, dict]] = []  # (prediction, target) per image
 
     def update(self, preds: list[dict], targets: list[dict]) -> None:
-        self.coco.update(preds, targets)
+        self.images += [({k: v.detach().cpu() for k, v in p.items()}, {k: v.cpu() for k, v in t.items()})
+                        for p, t in zip(preds, targets)]
 
     def compute(self) -> dict[str, torch.Tensor]:
+        images = gather_objects(self.images)
+        self.coco.reset()
+        if images:
+            self.coco.update([p for p, _ in images], [t for _, t in images])
         result = self.coco.compute()
         return {"mAP": result["map"].clamp(min=0), "mAP50": result["map_50"].clamp(min=0)}
 
     def reset(self) -> None:
         super().reset()
         self.coco.reset()
+        self.images = []
 
 
 @TASKS.register("det")

@@ -1,7 +1,14 @@
-"""Curves from the local record: per-task losses, task weights, gradient cosines, lr, val metrics."""
+"""Curves from the local record: per-task losses, task weights, gradient cosines, lr, val metrics.
+
+Plots are derived from the JSONL records, so failing to write one (disk full) is a warning, never
+fatal; each PNG is written to a temporary file and renamed, so an old plot is never left half
+overwritten."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -14,8 +21,26 @@ def _read(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln] if path.exists() else []
 
 
+def save_figure(fig, path: Path, dpi: int = 100) -> bool:
+    """Write `fig` to `path` atomically; on an OSError warn, keep the old file, return False."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, dpi=dpi, format=path.suffix.lstrip("."))
+        os.replace(tmp, path)
+        return True
+    except OSError as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        warnings.warn(f"could not write {path} ({err}); the run's records are intact: free disk space and "
+                      f"redraw with `python -c \"from perception_mtl.tracking.plots import plot_run; "
+                      f"plot_run('{path.parent}')\"`")
+        return False
+
+
 def plot_run(run_dir: str | Path) -> list[Path]:
-    """Write `curves_train.png` and `curves_val.png` into `run_dir`; returns their paths."""
+    """Write `curves_train.png` and `curves_val.png` into `run_dir`; returns the paths written."""
     run_dir = Path(run_dir)
     written = []
     for name, rows, groups in (
@@ -37,7 +62,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
             ax.set_xlabel("step")
             ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(run_dir / name, dpi=100)
+        if save_figure(fig, run_dir / name):
+            written.append(run_dir / name)
         plt.close(fig)
-        written.append(run_dir / name)
     return written

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from perception_mtl.engine.distributed import is_main
+
 
 def resolve_mode(mode: str | None) -> str:
     if mode:
@@ -35,6 +37,9 @@ class WandbLogger:
     def __init__(self, cfg: Any, run_dir: str, config: dict, resume_id: str | None = None):
         self.run = None
         self.mode = resolve_mode(cfg.mode)
+        if not is_main():  # under torchrun only rank 0 talks to W&B
+            self.mode = "disabled"
+            return
         try:
             import wandb
 
@@ -53,7 +58,9 @@ class WandbLogger:
         return getattr(self.run, "id", None)
 
     def _fail(self, what: str, err: Exception) -> None:
-        warnings.warn(f"W&B {what} failed ({type(err).__name__}: {err}); continuing with local logs only")
+        warnings.warn(f"W&B {what} failed ({type(err).__name__}: {err}); continuing with local logs only "
+                      "(train.jsonl, metrics.jsonl). Without network use wandb.mode=offline and `wandb sync` "
+                      "later, or wandb.mode=disabled")
         self.run = None
 
     def log(self, metrics: dict[str, Any], step: int) -> None:

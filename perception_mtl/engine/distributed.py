@@ -1,0 +1,175 @@
+"""torch.distributed helpers for runs launched by torchrun; every helper is a no-op (or the
+identity) in a single process, so the training code calls them unconditionally.
+
+Conventions: `train.batch_size` is the batch of one process; the global batch is
+`batch_size * world_size`. Every task loss is a mean over the local batch, so the loss of
+the global batch is the mean over ranks, and so is its gradient (`average_gradients`).
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def init_from_env(backend: str = "gloo") -> bool:
+    """Join the process group that torchrun describes (WORLD_SIZE, RANK, MASTER_ADDR, ...).
+    gloo by default: the trainer keeps its tensors on the CPU; nccl needs them on the GPU of
+    LOCAL_RANK. Returns whether a group is active."""
+    if dist.is_available() and dist.is_initialized():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend)
+    return True
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    """Rank 0: the process that logs, plots and writes checkpoints."""
+    return rank() == 0
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks, in place; returns `tensor`."""
+    if active():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """Mean over ranks, in place; returns `tensor`."""
+    if active():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        tensor /= dist.get_world_size()
+    return tensor
+
+
+def global_values(losses: dict[str, torch.Tensor], tasks: list[str]) -> dict[str, float]:
+    """{task: loss of the global batch} for every task of `tasks` labelled on some rank: the mean
+    of the local batch-mean losses over the ranks that have it (in one process: the local values)."""
+    table = torch.zeros(2, len(tasks), dtype=torch.float64)
+    for t, loss in losses.items():
+        table[:, tasks.index(t)] = torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
+    all_reduce_sum(table)
+    return {t: float(table[0, i] / table[1, i]) for i, t in enumerate(tasks) if table[1, i] > 0}
+
+
+def require_same_tasks(present: list[str], tasks: list[str]) -> None:
+    """Gradient-space methods combine per-task gradients across ranks, so every rank must have a
+    loss for the same tasks at a step; raise a clear error otherwise."""
+    if not active():
+        return
+    local = torch.tensor([t in present for t in tasks], dtype=torch.int32)
+    low, high = local.clone(), local.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        uneven = [t for t, a, b in zip(tasks, low.tolist(), high.tolist()) if a != b]
+        raise RuntimeError(f"task(s) {uneven} are labelled in some ranks' batches but not others; gradient "
+                           "methods under DDP need every task in every rank's batch: use a loss-space balancer "
+                           "or a larger train.batch_size")
+
+
+def any_rank(flags: torch.Tensor) -> torch.Tensor:
+    """Element-wise OR over ranks of a bool tensor (so every rank takes the same branch)."""
+    out = flags.to(torch.int32).clone()
+    if active():
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out.bool()
+
+
+def global_gramian(jac: torch.Tensor) -> torch.Tensor:
+    """Gramian of the global batch from the local Jacobian J_r (T, D_r) of the local mean losses
+    on the local shared features: the global Jacobian is [J_0, ..., J_{N-1}] / N, so
+    G = sum_r J_r J_r^T / N^2."""
+    gram = jac @ jac.T
+    if active():
+        all_reduce_sum(gram)
+        gram /= world_size() ** 2
+    return gram
+
+
+def global_jacobian(jac: torch.Tensor) -> tuple[torch.Tensor, slice]:
+    """The global Jacobian [J_0, ..., J_{N-1}] / N (T, sum D_r) and the columns of this rank.
+    A direction d on it is pushed through this rank's features as N * d[columns] (the
+    gradients are then averaged over ranks)."""
+    if not active():
+        return jac, slice(0, jac.shape[1])
+    widths = [torch.zeros((), dtype=torch.long) for _ in range(world_size())]
+    dist.all_gather(widths, torch.tensor(jac.shape[1]))
+    widths = [int(w) for w in widths]
+    parts = [jac.new_zeros(jac.shape[0], w) for w in widths]
+    dist.all_gather(parts, jac.contiguous())
+    start = sum(widths[:rank()])
+    return torch.cat(parts, dim=1) / world_size(), slice(start, start + widths[rank()])
+
+
+def gather_objects(items: list) -> list:
+    """Every rank's `items` (picklable), concatenated in rank order, on every rank."""
+    if not active():
+        return list(items)
+    parts: list = [None] * world_size()
+    dist.all_gather_object(parts, list(items))
+    return [item for part in parts for item in part]
+
+
+def average_gradients(params: Iterable[nn.Parameter]) -> None:
+    """Replace every `.grad` by its mean over ranks, in one flat all-reduce. A parameter without
+    a grad on this rank counts as zeros if another rank has one, and stays None otherwise."""
+    if not active():
+        return
+    params = list(params)
+    has = any_rank(torch.tensor([p.grad is not None for p in params], dtype=torch.bool))
+    params = [p for p, h in zip(params, has.tolist()) if h]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not params:
+        return
+    flat = all_reduce_mean(torch.cat([p.grad.reshape(-1) for p in params]))
+    for p, piece in zip(params, flat.split([p.numel() for p in params])):
+        p.grad.copy_(piece.view_as(p.grad))
+
+
+def average_buffers(module: nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics, updated from each rank's own
+    batch) over ranks, so that every rank, the checkpoint and the evaluation share one model."""
+    if active():
+        for b in module.buffers():
+            if b.is_floating_point():
+                all_reduce_mean(b.data)
+
+
+def broadcast_module(module: nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every rank."""
+    if active():
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group (end of a torchrun run)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,84 @@
+"""Every CLI in tools/ answers a bad argument with a message saying what to do and exit code 2,
+never a traceback. The tools run in-process (their `main`), one also as a real subprocess."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOWHERE = "/nonexistent/perception_mtl"
+
+CASES = [  # tool, arguments, what the message must say
+    ("train", ["--config", f"{NOWHERE}/exp.yaml"], "does not exist"),
+    ("train", ["train.steps=0"], "train.steps must be >= 1"),
+    ("train", ["tasks={}"], "wrong shape"),
+    ("train", ["tasks=,"], "write key=value"),
+    ("train", ["--bogus"], "unrecognized arguments"),
+    ("evaluate", ["--checkpoint", f"{NOWHERE}/last.pt"], "no checkpoint at"),
+    ("evaluate", ["--checkpoint", "{garbage}"], "delete it"),
+    ("evaluate", ["--checkpoint", "{garbage}", "--limit", "many"], "invalid int value"),
+    ("benchmark", ["--suite", f"{NOWHERE}/suite.yaml"], "no suite file"),
+    ("benchmark", ["--suite", "{bad_suite}"], "balancer.name='nope' is not valid; choose from"),
+    ("benchmark", [], "the following arguments are required: --suite"),
+    ("leaderboard", [NOWHERE], "make them with"),
+    ("analyze_transfer", [NOWHERE], "make them with"),
+    ("make_synthetic", ["--out", "{tmp}/w", "--train", "-1"], "frame counts must be >= 0"),
+    ("make_synthetic", ["--out", "{tmp}/w", "--difficulty", "2"], "--difficulty must be in [0, 1]"),
+    ("make_synthetic", ["--out", "{garbage}/w", "--train", "1", "--val", "0"], "cannot write"),
+    ("make_synthetic", ["--out", "{tmp}/w", "--train", "1", "--val", "0", "--workers", "0"], "--workers must be >= 1"),
+    ("show_samples", ["--root", NOWHERE], "make_synthetic.py"),
+    ("wandb_dashboard", ["--project", "p", "--tasks", ","], "--tasks names no task"),
+    ("wandb_dashboard", [], "the following arguments are required: --project"),
+    ("bench_balancers", ["--methods", "nope"], "choose from"),
+    ("bench_balancers", ["train.stepz=3"], "unknown key 'train.stepz'"),
+    ("bench_balancers", ["--steps", "0"], "--steps must be >= 1"),
+    ("bench_balancers", [f"data.root={NOWHERE}", "model.backbone=test_resnet"], "make_synthetic.py"),
+    ("bench_sharing", [f"data.root={NOWHERE}", "model.backbone=test_resnet"], "make_synthetic.py"),
+    ("bench_sharing", ["--schemes", "nope"], "--schemes must include hard"),
+    ("bench_sharing", ["--steps", "-1"], "--steps must be >= 1"),
+]
+
+
+def _main(tool: str):
+    spec = importlib.util.spec_from_file_location(f"tool_{tool}", ROOT / "tools" / f"{tool}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture
+def paths(tmp_path) -> dict[str, str]:
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    suite = tmp_path / "bad.yaml"
+    suite.write_text("name: bad\ntasks: [det]\nseeds: [0]\nmethods: [nope]\n")
+    return {"tmp": str(tmp_path), "garbage": str(garbage), "bad_suite": str(suite)}
+
+
+def test_every_tool_is_covered():
+    assert {t for t, _, _ in CASES} == {p.stem for p in (ROOT / "tools").glob("*.py")}
+
+
+@pytest.mark.parametrize("tool, args, expected", CASES, ids=[f"{t}:{' '.join(a)}" for t, a, _ in CASES])
+def test_bad_argument_exits_2_with_advice(tool, args, expected, paths, capsys, monkeypatch):
+    argv = list(args)
+    for key, value in paths.items():
+        argv = [a.replace(f"{{{key}}}", value) for a in argv]
+    monkeypatch.setattr(sys, "argv", [f"{tool}.py", *argv])
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    with pytest.raises(SystemExit) as exit_:
+        _main(tool)()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert expected in err, err
+    assert "Traceback" not in err
+
+
+def test_a_real_subprocess_exits_2_without_a_traceback():
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), "--checkpoint", f"{NOWHERE}/x.pt"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "no checkpoint at" in proc.stderr and "Traceback" not in proc.stderr
