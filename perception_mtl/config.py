@@ -14,7 +14,19 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 
 @dataclass
+class MixEntry:
+    """One dataset of a `data.mix` training set; unset fields take `data.*`'s values."""
+    dataset: str = "cityscapes"
+    root: str = "???"
+    tasks: list[str] = field(default_factory=list)  # empty: every task of the run that the dataset has
+    weight: float = 1.0  # sampling weight of the dataset (per dataset, not per frame)
+    name: Optional[str] = None  # label in logs and metric keys; default: the dataset name
+    class_map: dict[str, Optional[str]] = field(default_factory=dict)
+
+
+@dataclass
 class DataConfig:
+    dataset: str = "cityscapes"  # a registered loader (perception_mtl/data/__init__.py): cityscapes, kitti, bdd100k
     root: str = "datasets/generated/world"
     size: list[int] = field(default_factory=lambda: [128, 256])  # training H, W
     seg_classes: int = 19
@@ -25,6 +37,12 @@ class DataConfig:
     train_fraction: float = 1.0  # train on this fraction of the frames (a fixed subset, the same for every seed)
     train_limit: Optional[int] = None  # use only the first N frames (quick runs, tests)
     val_limit: Optional[int] = None
+    drop_labels: dict[str, float] = field(default_factory=dict)  # task -> fraction of frames whose labels are removed
+    class_map: dict[str, Optional[str]] = field(default_factory=dict)  # dataset class -> detection class (null: ignore)
+    on_bad_label: str = "error"  # "error": stop naming the file and line; "skip": skip the label or frame and count it
+    polygon_boxes: bool = False  # Cityscapes: boxes from *_gtFine_polygons.json (official toolkit) not instanceIds
+    depth_crop: Optional[str] = None  # KITTI evaluation crop: None | "garg" | "eigen"
+    mix: list[MixEntry] = field(default_factory=list)  # several datasets in one training set (see README)
 
 
 @dataclass
@@ -212,6 +230,37 @@ def _merge(sources: list[tuple[str, Any]]) -> DictConfig:
     return cfg
 
 
+def validate_data(cfg: DictConfig, choice) -> None:
+    """Checks of `data.dataset`, `data.mix`, `data.drop_labels` and the loader options."""
+    from perception_mtl.data import DATASETS
+
+    choice("data.dataset", cfg.data.dataset, DATASETS.names())
+    choice("data.on_bad_label", cfg.data.on_bad_label, ["error", "skip"])
+    choice("data.depth_crop", cfg.data.depth_crop, [None, "garg", "eigen"])
+    for task, fraction in cfg.data.drop_labels.items():
+        choice("data.drop_labels", task, list(cfg.tasks))
+        if not 0 <= fraction <= 1:
+            raise ConfigError(f"data.drop_labels.{task}={fraction} must be in [0, 1] (the fraction of frames "
+                              "whose labels are removed)")
+    names = []
+    for k, entry in enumerate(cfg.data.mix):
+        choice(f"data.mix[{k}].dataset", entry.dataset, DATASETS.names())
+        if OmegaConf.is_missing(entry, "root"):
+            raise ConfigError(f"data.mix[{k}] ({entry.dataset}) has no root; give each entry its folder, e.g. "
+                              "{dataset: kitti, root: datasets/kitti, tasks: [det]}")
+        for task in entry.tasks:
+            choice(f"data.mix[{k}].tasks", task, list(cfg.tasks))
+        if not entry.weight > 0:
+            raise ConfigError(f"data.mix[{k}].weight={entry.weight} must be > 0")
+        names.append(entry.name or entry.dataset)
+    if len(set(names)) < len(names):
+        raise ConfigError(f"data.mix names {names} repeat; give entries of the same dataset a `name`")
+    served = {t for entry in cfg.data.mix for t in (entry.tasks or cfg.tasks)}
+    if cfg.data.mix and set(cfg.tasks) - served:
+        raise ConfigError(f"tasks {sorted(set(cfg.tasks) - served)} have no dataset in data.mix; add them to an "
+                          "entry's tasks or drop them from tasks")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check choices that types alone cannot express."""
     from perception_mtl.balancing import BALANCERS, build_balancer
@@ -247,6 +296,7 @@ def validate(cfg: DictConfig) -> None:
         choice("aux_tasks", task, list(cfg.tasks))
     if cfg.aux_tasks and set(cfg.aux_tasks) == set(cfg.tasks):
         raise ConfigError(f"aux_tasks={list(cfg.aux_tasks)} leaves no main task; list fewer auxiliary tasks")
+    validate_data(cfg, choice)
     if not 0 < cfg.data.train_fraction <= 1:
         raise ConfigError(f"data.train_fraction={cfg.data.train_fraction} must be in (0, 1]")
     choice("wandb.mode", cfg.wandb.mode, [None, "online", "offline", "disabled"])

@@ -36,8 +36,8 @@ def wandb_env(tmp_path, monkeypatch):
 def test_workspace_sections_panels_and_keys(wandb_env):
     workspace = dashboard.build_workspace("perception_mtl", None, "bench", TASKS, group="suite1")
     assert [s.name for s in workspace.sections] == SECTIONS
-    # 3 losses, 3 weights, 3 cosines + magsim + norms + affinity, 3 val lines + 4 bars, media, 2 compare, 2 train
-    assert [len(s.panels) for s in workspace.sections] == [3, 3, 6, 7, 1, 2, 2]
+    # 3 losses, 3 weights, 3 cosines + magsim + norms + affinity, 3 val lines + 4 bars, media, 2 compare, 4 train (lr, throughput, coupling, early stops)
+    assert [len(s.panels) for s in workspace.sections] == [3, 3, 6, 7, 1, 2, 4]
     spec = dashboard.spec_json(workspace)
     runset = json.loads(spec)["section"]["runSets"][0]
     assert runset["grouping"] == [{"section": "config", "name": "balancer.value.name"}]  # wandb-workspaces>=0.4.4

@@ -94,8 +94,9 @@ def test_torchrun_train_cli_rank0_writes_and_metrics_match_one_process(tiny_worl
     import json
 
     from perception_mtl.engine.checkpoint import load_checkpoint
-    from perception_mtl.engine.evaluator import evaluate
-    from perception_mtl.engine.trainer import build_tasks, val_loader
+    from perception_mtl.engine.evaluator import evaluate_parts
+    from perception_mtl.data.build import val_loaders
+    from perception_mtl.engine.trainer import build_tasks
     from perception_mtl.models import build_model
 
     out = tmp_path / "run"
@@ -112,5 +113,5 @@ def test_torchrun_train_cli_rank0_writes_and_metrics_match_one_process(tiny_worl
     tasks = build_tasks(cfg)
     model = build_model(cfg, tasks)
     model.load_state_dict(state["model"])
-    metrics, _ = evaluate(model, tasks, val_loader(cfg), tuple(cfg.data.size), progress=False)
+    metrics, _ = evaluate_parts(model, tasks, val_loaders(cfg), tuple(cfg.data.size), progress=False)
     assert all(abs(reported[k] - v) < 1e-5 for k, v in metrics.items()), (reported, metrics)

@@ -13,7 +13,8 @@ from perception_mtl.analysis.leaderboard import write_leaderboard
 from perception_mtl.benchmark.suite import Suite
 from perception_mtl.data.collate import collate
 from perception_mtl.engine.schedule import TaskSchedule
-from perception_mtl.engine.trainer import Trainer, train_subset
+from perception_mtl.data.partial import fraction_of
+from perception_mtl.engine.trainer import Trainer
 from perception_mtl.tasks.edges import semantic_edges
 
 from helpers import tiny_config
@@ -50,6 +51,19 @@ def test_auxiliary_tasks_never_enter_delta_m(tmp_path):
     assert float(row["scene/weather_acc_mean"]) == pytest.approx(0.1)  # still shown
 
 
+def test_auxiliary_metrics_are_shown_when_delta_metrics_leave_them_out(tmp_path):
+    (tmp_path / "suite.yaml").write_text("name: aux\ndelta_metrics: {seg: [mIoU], depth: [abs_rel]}\n")
+    for seed in (0, 1):
+        _write(tmp_path, "stl-seg", ["seg"], seed, {"seg/mIoU": 0.5})
+        _write(tmp_path, "stl-depth", ["depth"], seed, {"depth/abs_rel": 0.2})
+        _write(tmp_path, "+scene", ["seg", "depth"], seed,
+               {"seg/mIoU": 0.55, "depth/abs_rel": 0.2, "scene/weather_acc": 0.1 * (seed + 1)}, aux=["scene"])
+    row = _rows(tmp_path)["+scene"]
+    assert float(row["delta_m_per_task_mean"]) == pytest.approx(-5.0)
+    assert float(row["scene/weather_acc_mean"]) == pytest.approx(0.15)
+    assert "auxiliary tasks (scene)" in (tmp_path / "leaderboard.md").read_text()
+
+
 def test_sweep_compares_each_value_with_its_own_baselines(tmp_path):
     (tmp_path / "suite.yaml").write_text("name: low\ndelta_metrics: {seg: [mIoU], depth: [abs_rel]}\n")
     for fraction, scale in ((0.1, 0.5), (1.0, 1.0)):
@@ -76,11 +90,10 @@ def test_sweep_suite_runs_every_run_at_every_value(tmp_path):
 
 
 def test_train_fraction_is_a_fixed_nested_subset():
-    data = list(range(200))
-    small, large = train_subset(data, 0.1), train_subset(data, 0.25)
+    small, large = fraction_of(200, 0.1), fraction_of(200, 0.25)
     assert len(small) == 20 and len(large) == 50
-    assert set(small.indices) <= set(large.indices)
-    assert small.indices == train_subset(data, 0.1).indices
+    assert set(small) <= set(large)
+    assert small == fraction_of(200, 0.1)
 
 
 def test_round_robin_and_loss_proportional_schedules():

@@ -35,14 +35,15 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from perception_mtl.engine.checkpoint import load_checkpoint
-    from perception_mtl.engine.evaluator import evaluate
-    from perception_mtl.engine.trainer import build_tasks, val_loader
+    from perception_mtl.data.build import val_loaders
+    from perception_mtl.engine.evaluator import evaluate_parts
+    from perception_mtl.engine.trainer import build_tasks
     from perception_mtl.models import build_model
 
     try:
         state = load_checkpoint(args.checkpoint)
         cfg = load_config(None, list(args.overrides), defaults=None, base=OmegaConf.create(state["config"]))
-        loader = val_loader(cfg, args.split, args.limit)
+        loaders = val_loaders(cfg, args.split, args.limit)
     except (ConfigError, DatasetError, RuntimeError) as err:
         p.exit(2, f"error: {err}\n")
     tasks = build_tasks(cfg)
@@ -50,9 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     model.load_state_dict(state["model"])
     start = time.perf_counter()
     with torch.inference_mode():
-        metrics, _ = evaluate(model, tasks, loader, tuple(cfg.data.size), args.save_predictions, cfg.data.seg_classes)
+        metrics, _ = evaluate_parts(model, tasks, loaders, tuple(cfg.data.size), args.save_predictions,
+                                    cfg.data.seg_classes)
     elapsed = time.perf_counter() - start
-    n = len(loader.dataset)
+    n = sum(len(loader.dataset) for loader, _ in loaders.values())
     out = Path(args.checkpoint).with_name(f"eval_{args.split}.json")
     out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "step": state["step"], **metrics}, indent=2))
     print(f"{args.split}: {n} frames in {elapsed:.1f} s ({n / elapsed:.1f} images/s, batch {cfg.train.batch_size})")

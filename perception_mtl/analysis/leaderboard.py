@@ -84,6 +84,18 @@ def build_row(runs: list[dict], base: dict[str, float], chosen: dict[str, list[s
     return row, notes
 
 
+def aux_metrics(records: list[dict], chosen: dict[str, list[str]]) -> dict[str, list[str]]:
+    """{aux task: [metric, ...]} of the auxiliary tasks not already chosen: shown as columns, never
+    in delta-m (a run's delta-m uses only its `tasks`, which exclude its `aux_tasks`)."""
+    shown: dict[str, list[str]] = {}
+    for record in records:
+        for key in record["metrics"]:
+            task, name = key.split("/", 1)
+            if task in record.get("aux_tasks", ()) and task not in chosen and name not in shown.setdefault(task, []):
+                shown[task].append(name)
+    return shown
+
+
 def sweep_value(record: dict):
     """The swept setting's value of a record (None outside a sweep)."""
     return (record.get("sweep") or {}).get("value")
@@ -169,7 +181,11 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
         raise FileNotFoundError(f"no runs/*/seed*/result.json under {results_dir}; make them with {MAKE_RESULTS}")
     spec = suite_spec(results_dir)
     chosen = delta_metrics(spec, records)
+    aux = aux_metrics(records, chosen)
+    chosen = {**chosen, **aux}
     rows, notes = build_rows(records, chosen)
+    if aux:
+        notes.append(f"auxiliary tasks ({', '.join(aux)}): their columns are reported, never part of delta-m")
     keys = metric_keys(chosen)
     directions = {k: up for r in records for k, up in r["directions"].items()}
     paths = {name: results_dir / f"leaderboard.{name}" for name in ("md", "csv", "html")}

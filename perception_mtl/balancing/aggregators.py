@@ -24,6 +24,7 @@ task's projection <d, g_i> / |g_i|^2 of the aggregated direction d.
 from __future__ import annotations
 
 import inspect
+from typing import Callable
 
 import torch
 from torch import nn
@@ -54,33 +55,49 @@ class AggregatorBalancer(Balancer):
     """Aggregates the per-task gradients with `aggregator` in parameter or representation space."""
 
     def __init__(self, tasks: list[str], aggregator: Aggregator, space: str = "parameter",
-                 parallel_chunk_size: int | None = None):
+                 parallel_chunk_size: int | None = None, resize: Callable[[int], Aggregator] | None = None):
         super().__init__(tasks)
         if space not in ("parameter", "representation"):
             raise ValueError(f"space={space!r}; choose from ['parameter', 'representation']")
         self.aggregator, self.space, self.chunk = aggregator, space, parallel_chunk_size
+        # aggregators sized to the number of tasks (NashMTL) get one instance per subset of tasks
+        # present in a batch (partial labels); their warm-start state is per subset, not checkpointed
+        self.resize, self.subsets = resize, {}
 
-    def _representation_direction(self, jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _for(self, present: list[str]) -> Aggregator | None:
+        """The aggregator for a batch with the tasks `present`; None for a sized aggregator and one
+        task (Nash-MTL's bargaining problem needs two players; the direction is that task's gradient)."""
+        if self.resize is None or len(present) == len(self.tasks):
+            return self.aggregator
+        if len(present) == 1:
+            return None
+        return self.subsets.setdefault(tuple(present), self.resize(len(present)))
+
+    def _representation_direction(self, aggregator: Aggregator, jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Local Jacobian J (T, D) on the shared features -> (direction on them (D,), weights (T,)),
         aggregated over the global batch under DDP: Gramian weightings take the global Gramian;
         other aggregators the all-gathered global Jacobian (see distributed.global_jacobian)."""
-        if isinstance(self.aggregator, GramianWeightedAggregator) and distributed.active():
-            weights = self.aggregator.gramian_weighting(distributed.global_gramian(jac))
+        if isinstance(aggregator, GramianWeightedAggregator) and distributed.active():
+            weights = aggregator.gramian_weighting(distributed.global_gramian(jac))
             return weights @ jac, weights
         full, mine = distributed.global_jacobian(jac)
-        if isinstance(self.aggregator, WeightedAggregator):
-            weights = self.aggregator.weighting(full)
+        if isinstance(aggregator, WeightedAggregator):
+            weights = aggregator.weighting(full)
             direction = weights @ full
         else:
-            direction = self.aggregator(full)
+            direction = aggregator(full)
             weights = (full @ direction) / (full * full).sum(dim=1).clamp_min(1e-20)
         return direction[mine] * distributed.world_size(), weights
 
     def backward(self, losses: Losses, model: nn.Module) -> dict:
         distributed.require_same_tasks(list(losses), self.tasks)
+        aggregator = self._for(list(losses))
+        if aggregator is None:
+            next(iter(losses.values())).backward()
+            return {"weights": dict.fromkeys(losses, 1.0)}
         if self.space == "representation":
             jac, own = task_gradients(losses, model)
-            direction, weights = self._representation_direction(jac)
+            direction, weights = self._representation_direction(aggregator, jac)
             backward_through_shared(model, direction, own, {t: 1.0 for t in losses})
         else:
             shared = [p for p in model.shared_parameters() if p.requires_grad]
@@ -90,11 +107,11 @@ class AggregatorBalancer(Balancer):
             if distributed.active():  # the global batch's Jacobian: the mean of the ranks' Jacobians
                 for p in shared:
                     distributed.all_reduce_mean(p.jac)
-            if isinstance(self.aggregator, WeightedAggregator):
-                weights = jac_to_grad(shared, self.aggregator)
+            if isinstance(aggregator, WeightedAggregator):
+                weights = jac_to_grad(shared, aggregator)
             else:
                 jacs = [p.jac.flatten(1) for p in shared]
-                jac_to_grad(shared, self.aggregator, retain_jac=True)
+                jac_to_grad(shared, aggregator, retain_jac=True)
                 gram = sum(j @ p.grad.flatten() for j, p in zip(jacs, shared))
                 weights = gram / sum((j * j).sum(dim=1) for j in jacs).clamp_min(1e-20)
                 for p in shared:
@@ -111,8 +128,10 @@ def _factory(name: str, cls: type[Aggregator], defaults: dict):
         if unknown:
             raise TypeError(f"{name} got unknown parameter(s) {unknown}; valid: "
                             f"{sorted(['space', 'parallel_chunk_size', *hparams])}")
-        extra = {"n_tasks": len(tasks)} if "n_tasks" in inspect.signature(cls).parameters else {}
-        return AggregatorBalancer(tasks, cls(**{**defaults, **extra, **kwargs}), space, parallel_chunk_size)
+        if "n_tasks" not in inspect.signature(cls).parameters:
+            return AggregatorBalancer(tasks, cls(**{**defaults, **kwargs}), space, parallel_chunk_size)
+        sized = lambda n: cls(**{**defaults, **kwargs, "n_tasks": n})  # noqa: E731
+        return AggregatorBalancer(tasks, sized(len(tasks)), space, parallel_chunk_size, resize=sized)
 
     build.__doc__ = f"{cls.__name__} from torchjd, defaults {defaults}"
     build.options = ["space", "parallel_chunk_size", *hparams]

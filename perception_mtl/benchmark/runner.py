@@ -52,15 +52,14 @@ def train_run(suite: Suite, run: Run, results_dir: Path) -> dict:
     trainer = Trainer(cfg)
     metrics = trainer.fit()
     if not metrics:  # finished before this call, e.g. killed between the last save and result.json
-        from perception_mtl.engine.evaluator import evaluate
-        from perception_mtl.engine.trainer import val_loader
-        metrics, _ = evaluate(trainer.model, trainer.tasks, val_loader(cfg, limit=cfg.data.val_limit),
-                              tuple(cfg.data.size), seg_classes=cfg.data.seg_classes)
+        from perception_mtl.engine.evaluator import evaluate_parts
+        metrics, _ = evaluate_parts(trainer.model, trainer.tasks, trainer.val,
+                                    tuple(cfg.data.size), seg_classes=cfg.data.seg_classes)
     record = {
         "run": run.label, "kind": run.kind, "method": run.method, "seed": run.seed,
         "tasks": [t for t in cfg.tasks if t not in cfg.aux_tasks], "aux_tasks": list(cfg.aux_tasks),
         "metrics": metrics, "sweep": run.sweep,
-        "directions": {f"{t}/{m}": up for t, task in trainer.tasks.items() for m, up in task.directions.items()},
+        "directions": {k: trainer.tasks[k.split("/")[0]].directions[k.split("/", 1)[1].split("@")[0]] for k in metrics},
         "params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "train_time_s": trainer.train_time,
         "latency_ms": latency_ms(trainer.model, tuple(cfg.data.size)),

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cityscapesscripts.helpers.annotation import Annotation
+from cityscapesscripts.helpers.labels import name2label
 from PIL import Image
 from scipy import ndimage
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from perception_mtl.data import DATASETS
 from perception_mtl.data.labels import DET_LUT, SEG_LUT
 from perception_mtl.data.transforms import build_transforms
 
@@ -51,8 +54,9 @@ class CityscapesDataset(Dataset):
 
     def __init__(self, root: str | Path, split: str = "train", tasks: tuple[str, ...] = ("det", "seg", "depth"),
                  seg_classes: int = 19, size: tuple[int, int] | None = None, hflip: float = 0.0,
-                 color_jitter: float = 0.0, min_box_size: float = 2.0):
+                 color_jitter: float = 0.0, min_box_size: float = 2.0, polygon_boxes: bool = False):
         self.root, self.split, self.tasks = Path(root), split, tuple(tasks)
+        self.polygon_boxes = polygon_boxes
         unknown = set(self.tasks) - set(TASK_FILES)
         if unknown:
             raise ValueError(f"unknown tasks {sorted(unknown)}; valid: {sorted(TASK_FILES)}")
@@ -97,7 +101,9 @@ class CityscapesDataset(Dataset):
             sample["semantic"] = tv_tensors.Mask(torch.from_numpy(self.seg_lut[labels]))
         if "depth" in self.tasks:
             sample["depth"] = tv_tensors.Mask(torch.from_numpy(self._depth(index, (h, w))))
-        boxes, classes, crowd = self._boxes(index, (h, w)) if "det" in self.tasks else _no_boxes()
+        boxes, classes, crowd = _no_boxes()
+        if "det" in self.tasks:
+            boxes, classes, crowd = self._polygon_boxes(index, (h, w)) if self.polygon_boxes else self._boxes(index, (h, w))
         sample["boxes"] = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w))
         sample["labels"], sample["iscrowd"] = classes, crowd
         if "scene" in self.tasks:
@@ -107,6 +113,10 @@ class CityscapesDataset(Dataset):
             for key in ("boxes", "labels", "iscrowd"):
                 del sample[key]
         return sample
+
+    def tasks_of(self, index: int) -> set[str]:
+        """Every frame carries every loaded task's labels (their folders are checked at start)."""
+        return set(self.tasks)
 
     def _dense(self, index: int, task: str, shape: tuple[int, int]) -> np.ndarray:
         path = self.path(index, *TASK_FILES[task])
@@ -156,6 +166,35 @@ class CityscapesDataset(Dataset):
         return (torch.tensor(boxes, dtype=torch.float32), torch.tensor(classes, dtype=torch.int64),
                 torch.tensor(crowd, dtype=torch.bool))
 
+    def _polygon_boxes(self, index: int, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Boxes around each object's annotated polygon in `*_gtFine_polygons.json`, read with the
+        official toolkit's `Annotation`: the extent the annotator drew, which for an occluded
+        object is larger than its visible pixels; "<class>group" objects are crowd boxes."""
+        path = self.path(index, "gtFine", "_gtFine_polygons.json")
+        annotation = Annotation()
+        try:
+            annotation.fromJsonFile(str(path))
+        except FileNotFoundError as err:
+            raise DatasetError(f"missing file {path} (data.polygon_boxes=true reads boxes from it)") from err
+        except (ValueError, KeyError, TypeError) as err:
+            raise DatasetError(f"cannot parse {path}: {err}") from err
+        boxes, classes, crowd = [], [], []
+        for obj in annotation.objects:
+            name = obj.label[:-len("group")] if obj.label.endswith("group") else obj.label
+            if obj.deleted or name not in name2label or DET_LUT[name2label[name].id] < 0 or not obj.polygon:
+                continue
+            xs, ys = [p.x for p in obj.polygon], [p.y for p in obj.polygon]
+            # PIL fills a polygon's vertices, so its pixels end at max + 1 (exclusive), as instance boxes do
+            box = [max(0, min(xs)), max(0, min(ys)), min(shape[1], max(xs) + 1), min(shape[0], max(ys) + 1)]
+            if box[2] > box[0] and box[3] > box[1]:
+                boxes.append(box)
+                classes.append(DET_LUT[name2label[name].id])
+                crowd.append(obj.label.endswith("group"))
+        if not boxes:
+            return _no_boxes()
+        return (torch.tensor(boxes, dtype=torch.float32), torch.tensor(classes, dtype=torch.int64),
+                torch.tensor(crowd, dtype=torch.bool))
+
     def _scene(self, index: int) -> torch.Tensor:
         path = self.path(index, *TASK_FILES["scene"])
         attrs = _read_json(path)
@@ -163,6 +202,16 @@ class CityscapesDataset(Dataset):
             return torch.tensor([WEATHERS.index(attrs["weather"]), TIMES.index(attrs["timeofday"])])
         except (KeyError, TypeError, ValueError) as err:
             raise DatasetError(f"{path}: needs weather in {WEATHERS} and timeofday in {TIMES}") from err
+
+
+@DATASETS.register("cityscapes")
+def cityscapes(root: str | Path, split: str, tasks: tuple[str, ...], data, train: bool) -> CityscapesDataset:
+    """Cityscapes and the driving world (perception_mtl/data/__init__.py has the signature)."""
+    if train:
+        return CityscapesDataset(root, split, tasks, data.seg_classes, tuple(data.size), data.hflip,
+                                 data.color_jitter, data.min_box_size, data.polygon_boxes)
+    return CityscapesDataset(root, split, tasks, data.seg_classes, min_box_size=data.min_box_size,
+                             polygon_boxes=data.polygon_boxes)
 
 
 def _no_boxes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

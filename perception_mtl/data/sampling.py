@@ -15,21 +15,25 @@ class StepSampler(Sampler):
     Sharded like `DistributedSampler`: the global stream is cut into global batches of
     `batch_size * world_size` and rank r takes the r-th slice of `batch_size` of each, so N ranks
     with batch B see exactly the samples (and augmentation seeds) one process with batch N*B sees.
+
+    With `weights` (size,), an epoch is `size` draws with replacement, frame i with probability
+    proportional to weights[i] (a mix of datasets with per-dataset sampling weights).
     """
 
     def __init__(self, size: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, weights: torch.Tensor | None = None):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.size, self.batch_size, self.seed, self.start_step = size, batch_size, seed, start_step
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.weights = rank, world_size, weights
 
     def _stream(self) -> Iterator[tuple[int, int]]:
         position = self.start_step * self.batch_size * self.world_size
         epoch, offset = divmod(position, self.size)
         while True:
             g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
-            order = torch.randperm(self.size, generator=g).tolist()
+            order = (torch.randperm(self.size, generator=g) if self.weights is None
+                     else torch.multinomial(self.weights, self.size, replacement=True, generator=g)).tolist()
             for index in order[offset:]:
                 yield index, (self.seed * 1_000_003 + epoch) * 1_000_003 + index
             epoch, offset = epoch + 1, 0

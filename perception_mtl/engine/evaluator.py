@@ -51,3 +51,24 @@ def evaluate(model: torch.nn.Module, tasks: dict[str, Task], loader: DataLoader,
         for key, value in metric.compute().items():
             results[f"{t}/{key}"] = float(value)
     return results, first
+
+
+def evaluate_parts(model: torch.nn.Module, tasks: dict[str, Task], loaders: dict[str, tuple[DataLoader, list[str]]],
+                   size: tuple[int, int], save_dir: str | Path | None = None, seg_classes: int = 19,
+                   progress: bool = True, keep_first: bool = False) -> tuple[dict[str, float], tuple[dict, dict] | None]:
+    """`evaluate` on each dataset of the run (`perception_mtl.data.build.val_loaders`) with its
+    own tasks; a task evaluated on several datasets gets one key per dataset,
+    "<task>/<metric>@<dataset>". Predictions go to `save_dir`, or `save_dir/<dataset>` for a mix."""
+    from perception_mtl.data.build import metric_key
+
+    results, first = {}, None
+    seen = [t for _, part_tasks in loaders.values() for t in part_tasks]
+    for name, (loader, part_tasks) in loaders.items():
+        out = None if save_dir is None else Path(save_dir) / name if len(loaders) > 1 else save_dir
+        metrics, shown = evaluate(model, {t: tasks[t] for t in part_tasks}, loader, size, out, seg_classes,
+                                  progress, keep_first and first is None)
+        first = first or shown
+        for key, value in metrics.items():
+            task, metric = key.split("/", 1)
+            results[metric_key(task, metric, name, seen.count(task) > 1)] = value
+    return results, first

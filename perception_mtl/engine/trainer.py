@@ -18,13 +18,13 @@ from tqdm import tqdm
 
 from perception_mtl.balancing import build_balancer
 from perception_mtl.balancing.gradients import probe
-from perception_mtl.data.cityscapes import CityscapesDataset
+from perception_mtl.data.build import train_set, val_loaders
 from perception_mtl.data.collate import collate
 from perception_mtl.data.sampling import SeededDataset, StepSampler
 from perception_mtl.engine import distributed
 from perception_mtl.engine.affinity import lookahead_affinity
 from perception_mtl.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from perception_mtl.engine.evaluator import evaluate
+from perception_mtl.engine.evaluator import evaluate_parts
 from perception_mtl.engine.early_stopping import TaskEarlyStopping
 from perception_mtl.engine.nonfinite import NonFiniteGradientError, NonFiniteLossError, nonfinite_gradients
 from perception_mtl.engine.schedule import TaskSchedule
@@ -41,24 +41,6 @@ WORKER_RESTARTS = 3  # times a run rebuilds its data loader after a worker died,
 
 def build_tasks(cfg: DictConfig) -> dict:
     return {t: TASKS.get(t)(cfg) for t in cfg.tasks}
-
-
-def val_loader(cfg: DictConfig, split: str = "val", limit: int | None = None) -> DataLoader:
-    """Validation frames at their own resolution (the evaluator resizes the inputs)."""
-    ds = CityscapesDataset(cfg.data.root, split, tuple(cfg.tasks), cfg.data.seg_classes,
-                           min_box_size=cfg.data.min_box_size)
-    if limit is not None:
-        ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
-    if distributed.active():  # each rank evaluates every N-th frame; the metrics sync in compute()
-        ds = torch.utils.data.Subset(ds, range(distributed.rank(), len(ds), distributed.world_size()))
-    return DataLoader(ds, batch_size=cfg.train.batch_size, collate_fn=collate, num_workers=cfg.data.workers)
-
-
-def train_subset(dataset, fraction: float) -> torch.utils.data.Subset:
-    """A fixed `fraction` of the frames (drawn with seed 0, so every run and seed gets the same
-    ones, and a smaller fraction's frames are among a larger one's)."""
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()
-    return torch.utils.data.Subset(dataset, sorted(order[:max(1, round(fraction * len(dataset)))]))
 
 
 class Trainer:
@@ -79,14 +61,8 @@ class Trainer:
                                        OmegaConf.to_container(cfg.balancer.params, resolve=True))
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.optim.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.train_set = CityscapesDataset(cfg.data.root, "train", tuple(cfg.tasks), cfg.data.seg_classes,
-                                           tuple(cfg.data.size), cfg.data.hflip, cfg.data.color_jitter,
-                                           cfg.data.min_box_size)
-        if cfg.data.train_fraction < 1:
-            self.train_set = train_subset(self.train_set, cfg.data.train_fraction)
-        if cfg.data.train_limit is not None:
-            self.train_set = torch.utils.data.Subset(self.train_set, range(min(cfg.data.train_limit, len(self.train_set))))
-        self.val = val_loader(cfg, limit=cfg.data.val_limit)
+        self.train_set, self.frame_weights = train_set(cfg)
+        self.val = val_loaders(cfg, limit=cfg.data.val_limit)
         self.step, self.best, self.skipped, self.wandb_id = 0, -math.inf, 0, None
         self.worker_restarts = 0
         self.train_time, self._clock = 0.0, time.perf_counter()  # seconds in fit(), summed over resumes
@@ -121,7 +97,7 @@ class Trainer:
         """Batches from step `self.step` on (this rank's shard of each global batch)."""
         cfg = self.cfg.train
         sampler = StepSampler(len(self.train_set), cfg.batch_size, cfg.seed, self.step,
-                              distributed.rank(), distributed.world_size())
+                              distributed.rank(), distributed.world_size(), self.frame_weights)
         return iter(DataLoader(SeededDataset(self.train_set), batch_size=cfg.batch_size, collate_fn=collate,
                                sampler=sampler, num_workers=self.cfg.data.workers))
 
@@ -261,7 +237,7 @@ class Trainer:
     def evaluate_and_track(self, final: bool = False) -> dict[str, float]:
         """Evaluate, log, keep `best.pt`; early-stop tasks (unless `final`: after the best
         parameters of stopped tasks came back)."""
-        results, first = evaluate(self.model, self.tasks, self.val, tuple(self.cfg.data.size),
+        results, first = evaluate_parts(self.model, self.tasks, self.val, tuple(self.cfg.data.size),
                                   seg_classes=self.cfg.data.seg_classes, keep_first=True)
         self.log({f"val/{k}": v for k, v in results.items()})
         if first is not None and self.cfg.wandb.images > 0:
@@ -274,7 +250,7 @@ class Trainer:
         key = self.cfg.train.best_metric
         if key in results:
             task, name = key.split("/", 1)
-            score = results[key] if self.tasks[task].directions[name] else -results[key]
+            score = results[key] if self.tasks[task].directions[name.split("@")[0]] else -results[key]
             if score > self.best:
                 self.best = score
                 self.save("best.pt")
