@@ -233,12 +233,13 @@ def _merge(sources: list[tuple[str, Any]]) -> DictConfig:
 def validate_data(cfg: DictConfig, choice) -> None:
     """Checks of `data.dataset`, `data.mix`, `data.drop_labels` and the loader options."""
     from perception_mtl.data import DATASETS
+    from perception_mtl.tasks import TASKS
 
     choice("data.dataset", cfg.data.dataset, DATASETS.names())
     choice("data.on_bad_label", cfg.data.on_bad_label, ["error", "skip"])
     choice("data.depth_crop", cfg.data.depth_crop, [None, "garg", "eigen"])
     for task, fraction in cfg.data.drop_labels.items():
-        choice("data.drop_labels", task, list(cfg.tasks))
+        choice("data.drop_labels", task, TASKS.names())  # a task the run does not train is ignored
         if not 0 <= fraction <= 1:
             raise ConfigError(f"data.drop_labels.{task}={fraction} must be in [0, 1] (the fraction of frames "
                               "whose labels are removed)")

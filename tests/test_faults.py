@@ -70,6 +70,7 @@ def test_a_killed_suite_redoes_only_the_unfinished_run(tiny_world, tmp_path):
     assert (out / "leaderboard.md").exists()
 
 
+@pytest.mark.slow  # about 90 s: wandb retries the closed port past WANDB_INIT_TIMEOUT
 def test_wandb_server_unreachable_the_run_goes_on(tiny_world, tmp_path, monkeypatch):
     """A real connection failure (a closed port), not a mock: init times out, training goes on."""
     for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):

@@ -88,6 +88,19 @@ def test_every_balancer_steps_when_a_task_is_missing_from_the_batch(tiny_world, 
         assert any(not torch.equal(p, q) for p, q in zip(before, trainer.model.shared_parameters())), name
 
 
+def test_a_batch_without_any_active_label_passes_the_step_and_is_counted(tiny_world, tmp_path):
+    cfg = tiny_config(tiny_world, tmp_path / "none", "tasks=[seg]")
+    trainer = Trainer(cfg)
+    batch = next(trainer._batches())
+    empty = {**batch, "has": {"seg": torch.zeros_like(batch["has"]["seg"])}}
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    lr = trainer.scheduler.get_last_lr()[0]
+    assert trainer.train_step(empty) == {}
+    assert trainer.unlabelled == 1 and trainer.scheduler.get_last_lr()[0] != lr
+    assert all(torch.equal(p, q) for p, q in zip(before, trainer.model.parameters()))
+    assert trainer.state()["unlabelled"] == 1
+
+
 def test_cityscapes_polygon_boxes_follow_the_official_polygons(tiny_world, tmp_path):
     import json
     import shutil

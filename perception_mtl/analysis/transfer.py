@@ -26,7 +26,8 @@ from scipy import stats  # noqa: E402
 
 from perception_mtl.analysis.results import load_results  # noqa: E402
 
-PRIMARY = {"det": "mAP50", "seg": "mIoU", "depth": "abs_rel", "scene": "weather_acc", "noise": "mse"}
+PRIMARY = {"det": "mAP50", "seg": "mIoU", "depth": "abs_rel", "scene": "weather_acc", "noise": "mse",
+           "drivable": "mIoU"}
 ALPHA = 0.05
 
 

@@ -23,9 +23,9 @@ from perception_mtl.balancing import BALANCERS
 from perception_mtl.balancing.base import Balancer, Losses
 
 FORMS = {"regression": 0.5, "classification": 1.0}  # factor on exp(-s_i) L_i
-# segmentation and detection (focal, centerness BCE) and scene attributes are classification
+# segmentation, drivable area, detection (focal, centerness BCE) and scene attributes are classification
 DEFAULT_FORMS = MappingProxyType({"det": "classification", "seg": "classification", "depth": "regression",
-                                  "scene": "classification"})
+                                  "scene": "classification", "drivable": "classification"})
 
 
 @BALANCERS.register("uncertainty")

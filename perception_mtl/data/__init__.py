@@ -15,4 +15,4 @@ from perception_mtl.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
 
-from perception_mtl.data import cityscapes  # noqa: E402,F401  (registration)
+from perception_mtl.data import bdd100k, cityscapes, kitti  # noqa: E402,F401  (registration)

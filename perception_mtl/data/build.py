@@ -65,8 +65,9 @@ def train_set(cfg: DictConfig) -> tuple[Dataset, torch.Tensor | None]:
     if len(keep) < len(dataset):
         dataset = LabelView(dataset, keep)
         weights = weights[keep] if weights is not None else None
-    if cfg.data.drop_labels:
-        dataset = drop_labels(dataset, dict(cfg.data.drop_labels))
+    fractions = {t: f for t, f in cfg.data.drop_labels.items() if t in cfg.tasks and f > 0}
+    if fractions:
+        dataset = drop_labels(dataset, fractions)
     report("train", found, sets, dataset, list(cfg.tasks))
     return dataset, weights
 

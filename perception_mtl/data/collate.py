@@ -5,13 +5,14 @@ import torch
 
 from perception_mtl.data.labels import IGNORE
 
-DENSE_FILL = {"semantic": IGNORE, "depth": 0.0}  # what a sample without the target gets
-TASK_KEYS = {"seg": "semantic", "depth": "depth", "det": "boxes", "scene": "scene"}
+DENSE_FILL = {"semantic": IGNORE, "depth": 0.0, "drivable": IGNORE}  # what a sample without the target gets
+DENSE_INT = {"semantic", "drivable"}  # class-index targets; the others are float
+TASK_KEYS = {"seg": "semantic", "depth": "depth", "det": "boxes", "scene": "scene", "drivable": "drivable"}
 
 
 def collate(samples: list[dict]) -> dict:
     """-> image (B, 3, H, W), frame [B], has {task: (B,) bool}, semantic (B, H, W),
-    depth (B, H, W), scene (B, 2), boxes/labels/iscrowd: lists of (N_i, ...) tensors."""
+    depth (B, H, W), drivable (B, H, W), scene (B, 2), boxes/labels/iscrowd: lists of (N_i, ...) tensors."""
     images = torch.stack([torch.as_tensor(s["image"]) for s in samples])
     h, w = images.shape[-2:]
     batch: dict = {"image": images, "frame": [s["frame"] for s in samples]}
@@ -19,7 +20,7 @@ def collate(samples: list[dict]) -> dict:
     batch["has"] = {t: torch.tensor([t in s["has"] for s in samples]) for t in tasks}
     for key, fill in DENSE_FILL.items():
         if any(key in s for s in samples):
-            dtype = torch.int64 if key == "semantic" else torch.float32
+            dtype = torch.int64 if key in DENSE_INT else torch.float32
             batch[key] = torch.stack([torch.as_tensor(s[key]).to(dtype) if key in s
                                       else torch.full((h, w), fill, dtype=dtype) for s in samples])
     if any("scene" in s for s in samples):

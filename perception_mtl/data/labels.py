@@ -34,6 +34,11 @@ SEG_LUT: dict[int, np.ndarray] = {
     19: _lut({lab.id: lab.trainId for lab in _EVALUATED}, IGNORE),
     7: _lut({lab.id: lab.categoryId - 1 for lab in _EVALUATED}, IGNORE),
 }
+# train id -> class index of each label space, for label maps stored in train ids (BDD100K's sem_seg)
+TRAIN_ID_LUT: dict[int, np.ndarray] = {
+    19: _lut({lab.trainId: lab.trainId for lab in _EVALUATED}, IGNORE),
+    7: _lut({lab.trainId: lab.categoryId - 1 for lab in _EVALUATED}, IGNORE),
+}
 DET_LUT: np.ndarray = _lut({lab.id: DET_CLASSES.index(lab.name) for lab in _EVALUATED if lab.hasInstances}, -1)
 
 # class index -> Cityscapes label id, for exporting predictions the official tools read

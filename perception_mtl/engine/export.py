@@ -22,14 +22,17 @@ class PredictionWriter:
                    "categories": [{"id": DET_CLASS_TO_LABEL_ID[i], "name": n} for i, n in enumerate(DET_CLASSES)]}
 
     def add(self, batch: dict, predictions: dict) -> None:
-        """Write one batch's predictions ({task: predictions}) for its labelled samples."""
+        """Write one batch's predictions ({task: predictions}) for its labelled samples; tasks
+        without an export format here (scene, drivable, ...) are not written."""
+        # a task no sample of the batch carries is absent from batch["has"] (partial labels)
+        has = {t: batch["has"][t] if t in batch["has"] else [False] * len(batch["frame"]) for t in predictions}
         for i, frame in enumerate(batch["frame"]):
-            if "seg" in predictions and batch["has"]["seg"][i]:
+            if "seg" in predictions and has["seg"][i]:
                 self._png("semantic", frame, TRAIN_ID_TO_LABEL_ID[predictions["seg"][i].numpy()])
-            if "depth" in predictions and batch["has"]["depth"][i]:
+            if "depth" in predictions and has["depth"][i]:
                 depth = (predictions["depth"][i].numpy() * 256.0).round().clip(1, 65535).astype(np.uint16)
                 self._png("depth", frame, depth)
-            if "det" in predictions and batch["has"]["det"][i]:
+            if "det" in predictions and has["det"][i]:
                 self._detections(batch, i, predictions["det"][i])
 
     def _png(self, kind: str, frame: str, array: np.ndarray) -> None:

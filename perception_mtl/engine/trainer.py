@@ -64,6 +64,7 @@ class Trainer:
         self.train_set, self.frame_weights = train_set(cfg)
         self.val = val_loaders(cfg, limit=cfg.data.val_limit)
         self.step, self.best, self.skipped, self.wandb_id = 0, -math.inf, 0, None
+        self.unlabelled = 0  # steps whose batch had no label of an active task
         self.worker_restarts = 0
         self.train_time, self._clock = 0.0, time.perf_counter()  # seconds in fit(), summed over resumes
         self.local = LocalLogger(self.run_dir)
@@ -143,6 +144,7 @@ class Trainer:
                 stats["train/images_per_s"] = seen / (time.perf_counter() - tic)
                 stats["train/lr"] = self.scheduler.get_last_lr()[0]
                 stats["train/skipped_steps"] = self.skipped
+                stats["train/unlabelled_steps"] = self.unlabelled
                 self.log(stats)
                 tic, seen = time.perf_counter(), 0
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
@@ -188,6 +190,13 @@ class Trainer:
             return self._skip_or_stop(NonFiniteLossError(
                 f"non-finite loss for task(s) {bad} at step {self.step + 1}; "
                 "lower optim.lr, or set train.nonfinite=skip to skip such steps"))
+        if not distributed.any_rank(torch.tensor([bool(losses)])).item():
+            # No active task is labelled in this batch on any rank (data.drop_labels, data.mix):
+            # nothing to learn; the step passes so that the schedule stays on time.
+            self.unlabelled += 1
+            self.optimizer.step()  # no gradients: changes nothing, keeps the scheduler's order check quiet
+            self.scheduler.step()
+            return {}
         stats = {f"train/loss/{t}": float(v.detach()) for t, v in losses.items()}
         stats.update({f"train/coupling/{k}": float(v.detach()) for k, v in coupling.items()})
         if coupling:  # first, keeping the graph the balancer's backward then frees
@@ -260,7 +269,8 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "balancer": self.balancer.state_dict(),
                 "early_stopping": self.early_stopping.state_dict(), "schedule": self.schedule.state_dict(),
-                "step": self.step, "best": self.best, "skipped": self.skipped, "rng": rng_state(),
+                "step": self.step, "best": self.best, "skipped": self.skipped,
+                "unlabelled": self.unlabelled, "rng": rng_state(),
                 "train_time": self.train_time,
                 "wandb_id": self.wandb_id, "config": OmegaConf.to_container(self.cfg, resolve=True)}
 
@@ -280,6 +290,7 @@ class Trainer:
             self.early_stopping.load_state_dict(state["early_stopping"], self.model)
             self.schedule.load_state_dict(state["schedule"])
         self.step, self.best, self.skipped = state["step"], state["best"], state["skipped"]
+        self.unlabelled = state["unlabelled"]
         self.train_time = state.get("train_time", 0.0)
         self.wandb_id = state.get("wandb_id")
         set_rng_state(state["rng"])

@@ -3,4 +3,4 @@ from perception_mtl.registry import Registry
 
 TASKS: Registry = Registry("task")
 
-from perception_mtl.tasks import det, depth, edges, noise, scene, seg  # noqa: E402,F401  (registration)
+from perception_mtl.tasks import det, depth, drivable, edges, noise, scene, seg  # noqa: E402,F401  (registration)

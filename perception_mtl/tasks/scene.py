@@ -1,4 +1,5 @@
-"""Scene attributes (weather, time of day): an auxiliary classification task, off by default."""
+"""Scene attributes (weather, time of day): an auxiliary classification task, off by default.
+A target of -1 (UNKNOWN: BDD100K's "undefined") counts in neither the loss nor the metric."""
 from __future__ import annotations
 
 import torch
@@ -13,10 +14,11 @@ from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task, labelled
 
 ATTRIBUTES = {"weather": len(WEATHERS), "time": len(TIMES)}
+UNKNOWN = -1
 
 
 class SceneMetric(Metric):
-    """Accuracy of each attribute."""
+    """Accuracy of each attribute over the samples where it is known."""
 
     full_state_update = False
 
@@ -26,7 +28,9 @@ class SceneMetric(Metric):
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         for i, key in enumerate(ATTRIBUTES):
-            self.acc[key].update(pred[:, i], target[:, i])
+            known = target[:, i] != UNKNOWN
+            if known.any():
+                self.acc[key].update(pred[known, i], target[known, i])
 
     def compute(self) -> dict[str, torch.Tensor]:
         return {f"{k}_acc": self.acc[k].compute() for k in ATTRIBUTES}
@@ -52,8 +56,10 @@ class SceneTask(Task):
         has = labelled(batch, self.name)
         if not has.any():
             return {}
-        logits = self._split(output[has])
-        return {k: F.cross_entropy(lg, batch["scene"][has][:, i]) for i, (k, lg) in enumerate(zip(ATTRIBUTES, logits))}
+        logits, target = self._split(output[has]), batch["scene"][has]
+        # an attribute unknown on every sample has no loss (cross-entropy over none is nan)
+        return {k: F.cross_entropy(lg, target[:, i], ignore_index=UNKNOWN)
+                for i, (k, lg) in enumerate(zip(ATTRIBUTES, logits)) if (target[:, i] != UNKNOWN).any()}
 
     def predict(self, head, output: torch.Tensor, images, out_size) -> torch.Tensor:
         """Attribute class indices (B, 2)."""

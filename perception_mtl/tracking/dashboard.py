@@ -25,7 +25,7 @@ except ImportError as err:
 # Metrics compared across methods (bar charts, parallel coordinates); those in LOWER_IS_BETTER
 # get an inverted axis so that up is better. Other tasks only get their validation line plot.
 KEY_METRICS = {"det": ("mAP50",), "seg": ("mIoU",), "depth": ("abs_rel", "delta1"),
-               "scene": ("weather_acc",), "noise": ("mse",)}
+               "scene": ("weather_acc",), "noise": ("mse",), "drivable": ("mIoU",)}
 LOWER_IS_BETTER = frozenset({"abs_rel", "mse"})
 # WandbLogger defines `val/*` with summary "max,last": the run summary holds {"max", "last"}.
 FINAL = ".last"
