@@ -1,4 +1,4 @@
-"""Bad input, systematically (hypothesis): the config loader and the Cityscapes label parsers
+"""Bad input, systematically (hypothesis): the config loader and the Cityscapes, KITTI and BDD100K label parsers
 either accept an input and return something valid, or raise their own error naming what is
 wrong (ConfigError, DatasetError), never another exception."""
 from __future__ import annotations
@@ -177,3 +177,86 @@ def test_any_json_parses_or_is_named(name, data):
     value = data.draw(st.one_of(JSON, CAMERA if name == "camera" else SCENE))
     content = data.draw(st.one_of(st.just(json.dumps(value).encode()), st.binary(max_size=30)))
     _parses_or_names_the_file({name: content})
+
+
+# --- KITTI label_2 lines and BDD100K det_20 JSON --------------------------------------------
+KITTI_TOKEN = st.one_of(st.sampled_from(["Car", "Van", "DontCare", "Misc", "Bus", "car", "nan", "inf", "-inf",
+                                         "1e400", "", "x", "1.5.2"]),
+                        st.floats(-2000, 2000, allow_nan=False).map(lambda v: f"{v:.2f}"),
+                        st.integers(-5, 5).map(str))
+KITTI_GOOD = "Car 0.00 0 -1.58 10.00 5.00 40.00 30.00 1.48 1.60 3.90 -2.10 1.70 12.30 -1.62".split()
+KITTI_LINE = st.one_of(  # random fields, or a good line with one field swapped
+    st.lists(KITTI_TOKEN, min_size=13, max_size=17).map(" ".join),
+    st.tuples(st.integers(0, 14), KITTI_TOKEN).map(
+        lambda kv: " ".join(KITTI_GOOD[:kv[0]] + [kv[1]] + KITTI_GOOD[kv[0] + 1:])))
+
+
+@FAST
+@given(KITTI_LINE)
+def test_any_label_2_line_parses_to_a_valid_object_or_says_what_is_wrong(line):
+    from perception_mtl.data.kitti import KITTI_TYPES, parse_label_line
+    try:
+        obj = parse_label_line(line)
+    except ValueError as err:
+        assert any(word in str(err) for word in ("fields", "type", "field", "negative size")), str(err)
+        return
+    left, top, right, bottom = obj.bbox
+    assert obj.type in KITTI_TYPES and left <= right and top <= bottom
+    assert all(np.isfinite(v) for v in (*obj.bbox, *obj.dimensions, *obj.location, obj.alpha, obj.rotation_y))
+
+
+@FAST
+@given(st.lists(KITTI_LINE, min_size=1, max_size=3), st.sampled_from(["error", "skip"]))
+def test_any_label_2_file_gives_valid_boxes_or_names_its_line(lines, mode):
+    from perception_mtl.data.kitti import KittiDataset
+    from tests.test_kitti import OBJECT_LABELS, make_object
+    with tempfile.TemporaryDirectory() as tmp:
+        make_object(Path(tmp), {"000000": OBJECT_LABELS["000004"], "000001": "\n".join(lines) + "\n"})
+        try:
+            ds = KittiDataset(tmp, "train", ("det",), on_bad_label=mode)
+        except DatasetError as err:
+            assert mode == "error" and "label_2/000001.txt:" in str(err), str(err)
+            return
+        assert mode == "skip" or not ds.skipped
+        for i in range(len(ds)):
+            sample = ds[i]
+            boxes, (h, w) = sample["boxes"], sample["image"].shape[-2:]
+            assert ((boxes[:, 0] >= 0) & (boxes[:, 2] <= w) & (boxes[:, 1] >= 0) & (boxes[:, 3] <= h)).all()
+            assert all(0 <= int(c) < len(DET_CLASSES) for c in sample["labels"])
+
+
+JSON_VALUE = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-50, 200), st.floats(allow_nan=True),
+                                    st.sampled_from(["car", "pedestrian", "traffic light", "bus", "a.jpg", "x"])),
+                          lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                  st.dictionaries(st.sampled_from(["x1", "y1", "x2", "y2", "name",
+                                                                                   "category", "box2d", "labels"]),
+                                                                  inner, max_size=4)),
+                          max_leaves=12)
+BDD_BOX = st.fixed_dictionaries({k: st.one_of(st.floats(-20, 100), JSON_VALUE) for k in ("x1", "y1", "x2", "y2")})
+BDD_LABEL = st.one_of(JSON_VALUE, st.fixed_dictionaries(
+    {"category": st.one_of(st.sampled_from(["car", "pedestrian", "traffic light", "other vehicle", "tram"]),
+                           JSON_VALUE),
+     "box2d": st.one_of(BDD_BOX, JSON_VALUE)}))
+BDD_FRAME = st.one_of(JSON_VALUE, st.fixed_dictionaries(
+    {"name": st.one_of(st.sampled_from(["a.jpg", "b.jpg", "zz.jpg"]), JSON_VALUE),
+     "labels": st.one_of(st.lists(BDD_LABEL, max_size=3), JSON_VALUE)}))
+
+
+@FAST
+@given(st.one_of(st.lists(BDD_FRAME, min_size=1, max_size=3), JSON_VALUE), st.sampled_from(["error", "skip"]))
+def test_any_det_20_json_gives_valid_boxes_or_names_the_file(frames, mode):
+    from perception_mtl.data.bdd100k import BDD100KDataset
+    from tests.test_bdd100k import make_bdd
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_bdd(Path(tmp) / "bdd100k", frames)
+        try:
+            ds = BDD100KDataset(root, "train", ("det",), on_bad_label=mode)
+        except DatasetError as err:
+            assert "det_train.json" in str(err) or "no frames" in str(err), str(err)
+            return
+        for i in range(len(ds)):
+            sample = ds[i]
+            boxes, (h, w) = sample["boxes"], sample["image"].shape[-2:]
+            assert ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all()
+            assert ((boxes[:, 0] >= 0) & (boxes[:, 2] <= w) & (boxes[:, 1] >= 0) & (boxes[:, 3] <= h)).all()
+            assert all(0 <= int(c) < len(DET_CLASSES) for c in sample["labels"])
