@@ -5,6 +5,7 @@ before any work starts, with a message that lists the valid choices.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -119,7 +120,8 @@ class TrainConfig:
     log_every: int = 20
     checkpoint_every: int = 200
     seed: int = 0
-    amp: bool = False  # bf16 autocast on CPU
+    amp: bool = False  # bf16 autocast (on the CPU or the GPU)
+    device: str = "auto"  # auto (this process's GPU if CUDA is available, else CPU) | cpu | cuda | cuda:N
     nonfinite: str = "stop"  # "stop" or "skip" a step whose loss is NaN/Inf
     best_metric: str = "seg/mIoU"
     threads: Optional[int] = None
@@ -293,6 +295,8 @@ def validate(cfg: DictConfig) -> None:
     from perception_mtl.engine.schedule import SCHEDULES
 
     choice("train.schedule", cfg.train.schedule, list(SCHEDULES))
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
+        raise ConfigError(f"train.device={cfg.train.device!r} is not valid; choose from auto, cpu, cuda, cuda:N")
     for task in cfg.aux_tasks:
         choice("aux_tasks", task, list(cfg.tasks))
     if cfg.aux_tasks and set(cfg.aux_tasks) == set(cfg.tasks):

@@ -18,6 +18,7 @@ CASES = [  # tool, arguments, what the message must say
     ("train", ["tasks={}"], "wrong shape"),
     ("train", ["tasks=,"], "write key=value"),
     ("train", ["--bogus"], "unrecognized arguments"),
+    ("train", ["train.device=gpu"], "choose from auto, cpu, cuda, cuda:N"),
     ("evaluate", ["--checkpoint", f"{NOWHERE}/last.pt"], "no checkpoint at"),
     ("evaluate", ["--checkpoint", "{garbage}"], "delete it"),
     ("evaluate", ["--checkpoint", "{garbage}", "--limit", "many"], "invalid int value"),

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from perception_mtl.config import ConfigError
+from perception_mtl.data.collate import move_batch
 from perception_mtl.data.sampling import StepSampler
 from perception_mtl.engine import distributed
 from perception_mtl.engine.trainer import Trainer
@@ -47,6 +49,27 @@ def test_helpers_are_the_identity_without_a_process_group():
     assert full is jac and mine == slice(0, 10)
     assert distributed.global_values({"b": torch.tensor(2.5)}, ["a", "b"]) == {"b": 2.5}
     assert distributed.any_rank(torch.tensor([True, False])).tolist() == [True, False]
+
+
+def test_train_device_resolves_or_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert distributed.resolve_device("cpu") == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert distributed.resolve_device("auto") == torch.device("cuda:0")
+    else:
+        assert distributed.resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(ConfigError, match="train.device=cpu"):
+            distributed.resolve_device("cuda:1")
+
+
+def test_a_batch_moves_to_a_device_with_its_structure():
+    """Tensors in dicts and lists move (here to the shape-only "meta" device); frame names stay."""
+    batch = {"image": torch.rand(2, 3, 8, 8), "frame": ["a", "b"], "has": {"det": torch.tensor([True, False])},
+             "boxes": [torch.rand(3, 4), torch.zeros(0, 4)]}
+    moved = move_batch(batch, "meta")
+    assert moved["frame"] == ["a", "b"] and moved["image"].is_meta and moved["has"]["det"].is_meta
+    assert [b.shape for b in moved["boxes"]] == [(3, 4), (0, 4)] and all(b.is_meta for b in moved["boxes"])
+    assert not batch["image"].is_meta  # the original is untouched
 
 
 def _free_port() -> int:

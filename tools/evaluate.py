@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from perception_mtl.engine.checkpoint import load_checkpoint
+    from perception_mtl.engine.distributed import resolve_device
     from perception_mtl.data.build import val_loaders
     from perception_mtl.engine.evaluator import evaluate_parts
     from perception_mtl.engine.trainer import build_tasks
@@ -44,11 +45,13 @@ def main(argv: list[str] | None = None) -> None:
         state = load_checkpoint(args.checkpoint)
         cfg = load_config(None, list(args.overrides), defaults=None, base=OmegaConf.create(state["config"]))
         loaders = val_loaders(cfg, args.split, args.limit)
+        device = resolve_device(cfg.train.device)  # train.device=cpu evaluates a GPU run on the CPU
     except (ConfigError, DatasetError, RuntimeError) as err:
         p.exit(2, f"error: {err}\n")
     tasks = build_tasks(cfg)
     model = build_model(cfg, tasks)
     model.load_state_dict(state["model"])
+    model.to(device)
     start = time.perf_counter()
     with torch.inference_mode():
         metrics, _ = evaluate_parts(model, tasks, loaders, tuple(cfg.data.size), args.save_predictions,

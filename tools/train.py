@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
         trainer = Trainer(cfg)
     except DatasetError as err:
         p.exit(2, f"data error: {err}\n")
+    except ConfigError as err:  # e.g. train.device=cuda where there is no GPU
+        p.exit(2, f"config error: {err}\n")
     from perception_mtl.engine import distributed
 
     metrics = trainer.fit()

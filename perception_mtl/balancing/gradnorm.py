@@ -59,7 +59,7 @@ class GradNorm(Balancer):
             flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
                               for g, p in zip(grads, params)])
             norms.append(distributed.all_reduce_mean(flat).norm())  # the global batch's gradient
-        return torch.stack(norms)
+        return torch.stack(norms).cpu()  # the weights and their state stay on the CPU
 
     def backward(self, losses: Losses, model: nn.Module) -> dict:
         distributed.require_same_tasks(list(losses), self.tasks)
@@ -72,8 +72,8 @@ class GradNorm(Balancer):
 
         if self.space == "representation":
             jac, own = task_gradients(losses, model)
-            norms = distributed.global_gramian(jac).diagonal().clamp_min(0).sqrt()
-            backward_through_shared(model, w @ jac, own, dict(zip(losses, w.tolist())))
+            norms = distributed.global_gramian(jac).diagonal().clamp_min(0).sqrt().cpu()
+            backward_through_shared(model, w.to(jac.device) @ jac, own, dict(zip(losses, w.tolist())))
         else:
             norms = self._norms_on_parameters(losses, model)
             sum(wi * loss for wi, loss in zip(w, losses.values())).backward()

@@ -34,12 +34,15 @@ def ensure_world(suite: Suite) -> None:
 def latency_ms(model: torch.nn.Module, size: tuple[int, int], repeats: int = 20) -> float:
     """Median forward time (ms) of one image at `size`, no grad, after 3 warm-up calls."""
     model.eval()
-    image = torch.rand(1, 3, *size)
+    device = next(model.parameters()).device
+    image = torch.rand(1, 3, *size, device=device)
     times = []
     with torch.no_grad():
         for i in range(repeats + 3):
             tic = time.perf_counter()
             model(image)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # kernels run asynchronously: time their end
             if i >= 3:
                 times.append(1000 * (time.perf_counter() - tic))
     return statistics.median(times)

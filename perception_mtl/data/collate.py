@@ -1,4 +1,5 @@
-"""Batching of sample dicts: dense targets stacked, boxes kept as lists, label masks per task."""
+"""Batching of sample dicts: dense targets stacked, boxes kept as lists, label masks per task;
+moving a batch (or predictions) between devices."""
 from __future__ import annotations
 
 import torch
@@ -31,4 +32,16 @@ def collate(samples: list[dict]) -> dict:
                           for s in samples]
         batch["labels"] = [torch.as_tensor(s.get("labels", torch.zeros(0, dtype=torch.int64))) for s in samples]
         batch["iscrowd"] = [torch.as_tensor(s.get("iscrowd", torch.zeros(0, dtype=torch.bool))) for s in samples]
+    return batch
+
+
+def move_batch(batch, device: torch.device | str):
+    """A batch or predictions (tensors in dicts and lists, any nesting) on `device`; other values
+    (frame names) as they are. Asynchronous from pinned memory to a GPU."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_batch(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_batch(v, device) for v in batch)
     return batch

@@ -1,6 +1,10 @@
 """torch.distributed helpers for runs launched by torchrun; every helper is a no-op (or the
 identity) in a single process, so the training code calls them unconditionally.
 
+Devices: the model, batches and gradients live on `train.device` (a GPU per process under
+torchrun with nccl); balancer bookkeeping, metric states and flags stay on the CPU and travel
+through a gloo group (`cpu_group`).
+
 Conventions: `train.batch_size` is the batch of one process; the global batch is
 `batch_size * world_size`. Every task loss is a mean over the local batch, so the loss of
 the global batch is the mean over ranks, and so is its gradient (`average_gradients`).
@@ -14,19 +18,50 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from perception_mtl.config import ConfigError
 
-def init_from_env(backend: str = "gloo") -> bool:
-    """Join the process group that torchrun describes (WORLD_SIZE, RANK, MASTER_ADDR, ...).
-    gloo by default: the trainer keeps its tensors on the CPU; nccl needs them on the GPU of
-    LOCAL_RANK. Returns whether a group is active."""
+
+_CPU_GROUP = None  # a gloo group for CPU tensors and objects when the default backend is nccl
+
+
+def resolve_device(name: str) -> torch.device:
+    """`train.device` -> torch.device: "auto" is this process's GPU (LOCAL_RANK) when CUDA is
+    available, else the CPU; "cuda" is the GPU of LOCAL_RANK; "cuda:N" and "cpu" are themselves."""
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but this torch has no CUDA device "
+                           f"(torch {torch.__version__}); run with train.device=cpu (or auto)")
+    device = torch.device(f"cuda:{local}" if name == "cuda" else name)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def init_from_env(device: torch.device = torch.device("cpu")) -> bool:
+    """Join the process group that torchrun describes (WORLD_SIZE, RANK, MASTER_ADDR, ...): nccl
+    when the model is on a GPU, else gloo. With nccl a second, gloo group carries the CPU-side
+    collectives (flags, loss tables, metric states, objects), as detectron2 does, so that the
+    bookkeeping never has to move to the GPU. Returns whether a group is active."""
+    global _CPU_GROUP
     if dist.is_available() and dist.is_initialized():
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend)
+    nccl = device.type == "cuda"
+    dist.init_process_group("nccl" if nccl else "gloo", device_id=device if nccl else None)
+    _CPU_GROUP = dist.new_group(backend="gloo") if nccl else None
     return True
+
+
+def cpu_group():
+    """The process group for CPU tensors: None (the default group) unless the default is nccl."""
+    return _CPU_GROUP
+
+
+def _group(tensor: torch.Tensor):
+    return _CPU_GROUP if tensor.device.type == "cpu" else None
 
 
 def active() -> bool:
@@ -49,14 +84,14 @@ def is_main() -> bool:
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum over ranks, in place; returns `tensor`."""
     if active():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=_group(tensor))
     return tensor
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     """Mean over ranks, in place; returns `tensor`."""
     if active():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=_group(tensor))
         tensor /= dist.get_world_size()
     return tensor
 
@@ -78,8 +113,8 @@ def require_same_tasks(present: list[str], tasks: list[str]) -> None:
         return
     local = torch.tensor([t in present for t in tasks], dtype=torch.int32)
     low, high = local.clone(), local.clone()
-    dist.all_reduce(low, op=dist.ReduceOp.MIN)
-    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN, group=_CPU_GROUP)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX, group=_CPU_GROUP)
     if not torch.equal(low, high):
         uneven = [t for t, a, b in zip(tasks, low.tolist(), high.tolist()) if a != b]
         raise RuntimeError(f"task(s) {uneven} are labelled in some ranks' batches but not others; gradient "
@@ -89,9 +124,9 @@ def require_same_tasks(present: list[str], tasks: list[str]) -> None:
 
 def any_rank(flags: torch.Tensor) -> torch.Tensor:
     """Element-wise OR over ranks of a bool tensor (so every rank takes the same branch)."""
-    out = flags.to(torch.int32).clone()
+    out = flags.to("cpu", torch.int32).clone()
     if active():
-        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+        dist.all_reduce(out, op=dist.ReduceOp.MAX, group=_CPU_GROUP)
     return out.bool()
 
 
@@ -113,7 +148,7 @@ def global_jacobian(jac: torch.Tensor) -> tuple[torch.Tensor, slice]:
     if not active():
         return jac, slice(0, jac.shape[1])
     widths = [torch.zeros((), dtype=torch.long) for _ in range(world_size())]
-    dist.all_gather(widths, torch.tensor(jac.shape[1]))
+    dist.all_gather(widths, torch.tensor(jac.shape[1]), group=_CPU_GROUP)
     widths = [int(w) for w in widths]
     parts = [jac.new_zeros(jac.shape[0], w) for w in widths]
     dist.all_gather(parts, jac.contiguous())
@@ -126,7 +161,7 @@ def gather_objects(items: list) -> list:
     if not active():
         return list(items)
     parts: list = [None] * world_size()
-    dist.all_gather_object(parts, list(items))
+    dist.all_gather_object(parts, list(items), group=_CPU_GROUP)
     return [item for part in parts for item in part]
 
 
@@ -166,10 +201,12 @@ def broadcast_module(module: nn.Module) -> None:
 
 def barrier() -> None:
     if active():
-        dist.barrier()
+        dist.barrier(group=_CPU_GROUP)
 
 
 def shutdown() -> None:
     """Leave the process group (end of a torchrun run)."""
+    global _CPU_GROUP
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _CPU_GROUP = None

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from perception_mtl.data.collate import move_batch
+from perception_mtl.engine import distributed
 from perception_mtl.engine.export import PredictionWriter
 from perception_mtl.tasks.base import Task
 
@@ -16,12 +18,15 @@ from perception_mtl.tasks.base import Task
 @torch.no_grad()
 def predict_batch(model: torch.nn.Module, tasks: dict[str, Task], images: torch.Tensor,
                   size: tuple[int, int]) -> dict:
-    """images (B, 3, H, W) at label resolution -> {task: predictions at (H, W)}."""
+    """images (B, 3, H, W) at label resolution -> {task: predictions at (H, W)}, on the CPU
+    (where metrics and exports live) whatever the model's device."""
     out_size = tuple(images.shape[-2:])
+    images = images.to(next(model.parameters()).device)
     inputs = images if out_size == tuple(size) else F.interpolate(images, size=size, mode="bilinear",
                                                                   antialias=True, align_corners=False)
     outputs = model(inputs)
-    return {t: task.predict(model.heads[t], outputs[t], inputs, out_size) for t, task in tasks.items()}
+    return move_batch({t: task.predict(model.heads[t], outputs[t], inputs, out_size) for t, task in tasks.items()},
+                      "cpu")
 
 
 @torch.no_grad()
@@ -32,6 +37,8 @@ def evaluate(model: torch.nn.Module, tasks: dict[str, Task], loader: DataLoader,
     was_training = model.training
     model.eval()
     metrics = {t: task.metric() for t, task in tasks.items()}
+    for metric in metrics.values():  # CPU states sync over gloo, also when training uses nccl
+        metric.process_group = distributed.cpu_group()
     writer = PredictionWriter(save_dir, seg_classes) if save_dir is not None else None
     first = None
     for batch in tqdm(loader, desc="evaluating", leave=False, disable=not progress):

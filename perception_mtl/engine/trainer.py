@@ -19,7 +19,7 @@ from tqdm import tqdm
 from perception_mtl.balancing import build_balancer
 from perception_mtl.balancing.gradients import probe
 from perception_mtl.data.build import train_set, val_loaders
-from perception_mtl.data.collate import collate
+from perception_mtl.data.collate import collate, move_batch
 from perception_mtl.data.sampling import SeededDataset, StepSampler
 from perception_mtl.engine import distributed
 from perception_mtl.engine.affinity import lookahead_affinity
@@ -47,12 +47,13 @@ class Trainer:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.run_dir = Path(cfg.output_dir)
-        distributed.init_from_env()  # launched by torchrun: join the process group
+        self.device = distributed.resolve_device(cfg.train.device)
+        distributed.init_from_env(self.device)  # launched by torchrun: join the process group
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.train.seed)
         self.tasks = build_tasks(cfg)
-        self.model = build_model(cfg, self.tasks)
+        self.model = build_model(cfg, self.tasks).to(self.device)
         distributed.broadcast_module(self.model)
         self.early_stopping = TaskEarlyStopping(self.tasks, cfg.train.early_stopping.patience,
                                                 dict(cfg.train.early_stopping.metrics))
@@ -100,7 +101,8 @@ class Trainer:
         sampler = StepSampler(len(self.train_set), cfg.batch_size, cfg.seed, self.step,
                               distributed.rank(), distributed.world_size(), self.frame_weights)
         return iter(DataLoader(SeededDataset(self.train_set), batch_size=cfg.batch_size, collate_fn=collate,
-                               sampler=sampler, num_workers=self.cfg.data.workers))
+                               sampler=sampler, num_workers=self.cfg.data.workers,
+                               pin_memory=self.device.type == "cuda"))
 
     def _restart_loader(self, err: RuntimeError) -> Iterator[dict]:
         """A data worker died (killed by the OOM killer, a crashing decoder): the batches are a pure
@@ -118,10 +120,11 @@ class Trainer:
         return self._batches()
 
     def _next_batch(self, batches: Iterator[dict]) -> tuple[Iterator[dict], dict]:
-        """-> (batches, the next batch), replacing the loader when a data worker died."""
+        """-> (batches, the next batch on the training device), replacing the loader when a data
+        worker died."""
         while True:
             try:
-                return batches, next(batches)
+                return batches, move_batch(next(batches), self.device)
             except RuntimeError as err:
                 batches = self._restart_loader(err)
 
@@ -167,7 +170,7 @@ class Trainer:
 
     def losses(self, batch: dict, tasks: list[str] | None = None) -> dict[str, torch.Tensor]:
         """Forward and the loss of each task (of `tasks`, default all) labelled in the batch."""
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.train.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.amp):
             outputs = self.model(batch["image"])
         losses: dict[str, torch.Tensor] = {}
         for t, task in self.tasks.items():
@@ -182,7 +185,7 @@ class Trainer:
         active = self.active_tasks()
         losses = self.losses(batch, active)
         coupling = self.model.coupling_losses()  # soft sharing's penalty: not a task loss
-        named = {**{t: losses.get(t, torch.zeros(())) for t in self.tasks}, **coupling}  # same order on every rank
+        named = {**{t: losses.get(t, torch.zeros((), device=self.device)) for t in self.tasks}, **coupling}  # same order on every rank
         flags = distributed.any_rank(torch.tensor([not bool(torch.isfinite(v)) for v in named.values()]))
         bad = [t for t, f in zip(named, flags.tolist()) if f]
         self.optimizer.zero_grad(set_to_none=True)
@@ -233,6 +236,7 @@ class Trainer:
         if self.cfg.train.nonfinite == "stop":
             raise err
         self.skipped += 1
+        self.optimizer.step()  # no gradients: changes nothing, keeps the scheduler's order check quiet
         self.scheduler.step()
         distributed.average_buffers(self.model)
         return {}

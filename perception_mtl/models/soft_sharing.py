@@ -30,7 +30,7 @@ class SoftSharingModel(PerTaskModel):
 
     def distance(self) -> torch.Tensor:
         """sum over task pairs of ||theta_i - theta_j||^2 over the backbones' parameters."""
-        total = torch.zeros(())
+        total = torch.zeros((), device=next(self.parameters()).device)
         for a, b in self.pairs(self.backbones):
             for p, q in zip(self.backbones[a].parameters(), self.backbones[b].parameters()):
                 total = total + (p - q).pow(2).sum()
@@ -42,7 +42,7 @@ class SoftSharingModel(PerTaskModel):
             return {}
         if self.penalty == "params":
             return {"params": self.beta * self.distance()}
-        total = torch.zeros(())
+        total = torch.zeros((), device=next(self.parameters()).device)
         for a, b in self.pairs(self._features):
             for s in self.strides:
                 total = total + (self._features[a][s] - self._features[b][s]).float().pow(2).mean()

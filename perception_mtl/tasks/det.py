@@ -69,7 +69,7 @@ class DetectionTask(Task):
         """Per image: boxes (D, 4) xyxy in `out_size` pixels, scores (D,), labels (D,)."""
         dets = head.postprocess({k: v.float() for k, v in output.items()}, images)
         sy, sx = out_size[0] / images.shape[-2], out_size[1] / images.shape[-1]
-        scale = torch.tensor([sx, sy, sx, sy])
+        scale = torch.tensor([sx, sy, sx, sy], device=images.device)
         return [{**d, "boxes": d["boxes"] * scale} for d in dets]
 
     def metric(self) -> Metric:
