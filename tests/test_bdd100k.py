@@ -157,7 +157,8 @@ def test_tasks_of_does_not_decode(bdd: Path, monkeypatch: pytest.MonkeyPatch) ->
     def no_decoding(path):
         raise AssertionError(f"decoded {path}")
 
-    monkeypatch.setattr(bdd100k, "_read_png", no_decoding)
+    monkeypatch.setattr(bdd100k, "read_png", no_decoding)
+    monkeypatch.setattr(bdd100k, "read_rgb", no_decoding)
     assert [ds.tasks_of(i) for i in range(len(ds))] == [
         {"det", "drivable", "scene"}, {"det", "drivable", "scene"}, {"det", "scene"}, {"det", "drivable"},
         {"seg"}, {"seg"}]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from perception_mtl.data.world.appearance import shade
 from perception_mtl.data.world.camera import Camera

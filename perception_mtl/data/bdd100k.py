@@ -18,7 +18,8 @@ import torch
 from torchvision import tv_tensors
 
 from perception_mtl.data import DATASETS
-from perception_mtl.data.cityscapes import TIMES, WEATHERS, DatasetError, _no_boxes, _read_json, _read_png
+from perception_mtl.data.cityscapes import TIMES, WEATHERS
+from perception_mtl.data.files import DatasetError, no_boxes, read_json, read_png, read_rgb
 from perception_mtl.data.labels import DET_CLASSES, IGNORE, TRAIN_ID_LUT
 from perception_mtl.data.transforms import build_transforms
 
@@ -107,11 +108,9 @@ class BDD100KDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         frame = self.frames[index]
-        image = _read_png(frame.image)
-        if image.ndim != 3 or image.shape[2] < 3:
-            raise DatasetError(f"{frame.image}: expected an RGB image, got shape {image.shape}")
+        image = read_rgb(frame.image)
         h, w = image.shape[:2]
-        sample: dict = {"image": tv_tensors.Image(torch.from_numpy(image[..., :3]).permute(2, 0, 1)),
+        sample: dict = {"image": tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
                         "frame": frame.name, "has": set(frame.tasks)}
         if frame.semantic is not None:
             labels = self._mask(frame.semantic, (h, w), tuple(range(19)) + (IGNORE,), "Cityscapes train id")
@@ -121,7 +120,7 @@ class BDD100KDataset(torch.utils.data.Dataset):
             sample["drivable"] = tv_tensors.Mask(torch.from_numpy(labels.astype(np.int64)))
         if "scene" in frame.tasks:
             sample["scene"] = torch.tensor(frame.scene, dtype=torch.int64)
-        boxes, classes, crowd = _no_boxes()
+        boxes, classes, crowd = no_boxes()
         if "det" in frame.tasks and len(frame.boxes):
             # BDD boxes may reach past the image border by a pixel (exclusive x2 = 1280)
             boxes = torch.from_numpy(frame.boxes).clone()
@@ -152,7 +151,7 @@ class BDD100KDataset(torch.utils.data.Dataset):
         path = self.root / "labels" / "det_20" / f"det_{self.split}.json"
         if not path.is_file():
             raise DatasetError(f"tasks det/scene need {path}\n" + self._help())
-        entries = _read_json(path)
+        entries = read_json(path)
         if not isinstance(entries, list):
             # nothing to skip to: the file is the wrong one (e.g. the COCO-format conversion of det_20)
             raise DatasetError(f"{path}: expected a list of frames [{{name, attributes, labels}}], "
@@ -250,7 +249,7 @@ class BDD100KDataset(torch.utils.data.Dataset):
         self.skipped[kind] += 1
 
     def _mask(self, path: Path, shape: tuple[int, int], valid: tuple[int, ...], what: str) -> np.ndarray:
-        array = _read_png(path)
+        array = read_png(path)
         if array.ndim != 2:
             raise DatasetError(f"{path}: expected a single-channel label image, got shape {array.shape}")
         if array.shape != shape:

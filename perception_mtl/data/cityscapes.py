@@ -9,19 +9,18 @@ A sample is a dict (DESIGN.md section 2):
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from cityscapesscripts.helpers.annotation import Annotation
 from cityscapesscripts.helpers.labels import name2label
-from PIL import Image
 from scipy import ndimage
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from perception_mtl.data import DATASETS
+from perception_mtl.data.files import DatasetError, no_boxes, read_json, read_png, read_rgb
 from perception_mtl.data.labels import DET_LUT, SEG_LUT
 from perception_mtl.data.transforms import build_transforms
 
@@ -43,10 +42,6 @@ LAYOUT_HELP = """expected the Cityscapes layout under {root}:
   scene/{split}/<city>/<...>_scene.json                                           (scene, optional)
 Make the embedded synthetic world in this layout with:
   python tools/make_synthetic.py --out {root} --train 3000 --val 500"""
-
-
-class DatasetError(RuntimeError):
-    """A dataset root, folder or file is missing or unreadable; the message says which."""
 
 
 class CityscapesDataset(Dataset):
@@ -87,11 +82,9 @@ class CityscapesDataset(Dataset):
         return self.images[index].name[: -len("_leftImg8bit.png")]
 
     def __getitem__(self, index: int) -> dict:
-        image = _read_png(self.images[index])
-        if image.ndim != 3 or image.shape[2] < 3:
-            raise DatasetError(f"{self.images[index]}: expected an RGB image, got shape {image.shape}")
+        image = read_rgb(self.images[index])
         h, w = image.shape[:2]
-        sample: dict = {"image": tv_tensors.Image(torch.from_numpy(image[..., :3]).permute(2, 0, 1)),
+        sample: dict = {"image": tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
                         "frame": self.frame(index), "has": set(self.tasks)}
         if "seg" in self.tasks or "edges" in self.tasks:
             labels = self._dense(index, "seg", (h, w))
@@ -101,7 +94,7 @@ class CityscapesDataset(Dataset):
             sample["semantic"] = tv_tensors.Mask(torch.from_numpy(self.seg_lut[labels]))
         if "depth" in self.tasks:
             sample["depth"] = tv_tensors.Mask(torch.from_numpy(self._depth(index, (h, w))))
-        boxes, classes, crowd = _no_boxes()
+        boxes, classes, crowd = no_boxes()
         if "det" in self.tasks:
             boxes, classes, crowd = self._polygon_boxes(index, (h, w)) if self.polygon_boxes else self._boxes(index, (h, w))
         sample["boxes"] = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w))
@@ -120,7 +113,7 @@ class CityscapesDataset(Dataset):
 
     def _dense(self, index: int, task: str, shape: tuple[int, int]) -> np.ndarray:
         path = self.path(index, *TASK_FILES[task])
-        array = _read_png(path)
+        array = read_png(path)
         if array.ndim != 2:
             raise DatasetError(f"{path}: expected a single-channel label image, got shape {array.shape}")
         if array.shape != shape:
@@ -131,7 +124,7 @@ class CityscapesDataset(Dataset):
         """Depth (H, W) float32 from disparity: d = (p - 1) / 256, depth = baseline * fx / d."""
         p = self._dense(index, "depth", shape).astype(np.float64)
         camera_path = self.path(index, "camera", "_camera.json")
-        camera = _read_json(camera_path)
+        camera = read_json(camera_path)
         try:
             baseline, fx = float(camera["extrinsic"]["baseline"]), float(camera["intrinsic"]["fx"])
         except (KeyError, TypeError, ValueError) as err:
@@ -162,7 +155,7 @@ class CityscapesDataset(Dataset):
             classes.append(DET_LUT[value // 1000 if value > 0 else -value])
             crowd.append(value < 0)
         if not boxes:
-            return _no_boxes()
+            return no_boxes()
         return (torch.tensor(boxes, dtype=torch.float32), torch.tensor(classes, dtype=torch.int64),
                 torch.tensor(crowd, dtype=torch.bool))
 
@@ -191,13 +184,13 @@ class CityscapesDataset(Dataset):
                 classes.append(DET_LUT[name2label[name].id])
                 crowd.append(obj.label.endswith("group"))
         if not boxes:
-            return _no_boxes()
+            return no_boxes()
         return (torch.tensor(boxes, dtype=torch.float32), torch.tensor(classes, dtype=torch.int64),
                 torch.tensor(crowd, dtype=torch.bool))
 
     def _scene(self, index: int) -> torch.Tensor:
         path = self.path(index, *TASK_FILES["scene"])
-        attrs = _read_json(path)
+        attrs = read_json(path)
         try:
             return torch.tensor([WEATHERS.index(attrs["weather"]), TIMES.index(attrs["timeofday"])])
         except (KeyError, TypeError, ValueError) as err:
@@ -212,27 +205,3 @@ def cityscapes(root: str | Path, split: str, tasks: tuple[str, ...], data, train
                                  data.color_jitter, data.min_box_size, data.polygon_boxes)
     return CityscapesDataset(root, split, tasks, data.seg_classes, min_box_size=data.min_box_size,
                              polygon_boxes=data.polygon_boxes)
-
-
-def _no_boxes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return torch.zeros((0, 4)), torch.zeros((0,), dtype=torch.int64), torch.zeros((0,), dtype=torch.bool)
-
-
-def _read_png(path: Path) -> np.ndarray:
-    """Read an image file as an array, naming the file if it is missing or corrupt."""
-    try:
-        with Image.open(path) as img:
-            return np.array(img)
-    except FileNotFoundError as err:
-        raise DatasetError(f"missing file {path}") from err
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # PIL's ways to say corrupt
-        raise DatasetError(f"cannot read {path} (corrupt or not an image): {err}") from err
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise DatasetError(f"missing file {path}") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetError(f"cannot parse {path}: {err}") from err

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from perception_mtl.data import DATASETS
-from perception_mtl.data.cityscapes import DatasetError, _no_boxes, _read_png
+from perception_mtl.data.files import DatasetError, no_boxes, read_png, read_rgb
 from perception_mtl.data.labels import DET_CLASSES, SEG_LUT
 from perception_mtl.data.transforms import build_transforms
 
@@ -186,12 +186,10 @@ class KittiDataset(Dataset):
         raise DatasetError(f"no readable KITTI frame for tasks {sorted(tasks)} under {self.root}")
 
     def _sample(self, frame: Frame) -> dict:
-        image = _read_png(frame.image)
-        if image.ndim != 3 or image.shape[2] < 3:
-            raise DatasetError(f"{frame.image}: expected an RGB image, got shape {image.shape}")
+        image = read_rgb(frame.image)
         h, w = image.shape[:2]
         rows, cols = self._crop(h, w)
-        image = image[rows, cols, :3]
+        image = image[rows, cols]
         sample: dict = {"image": tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)),
                         "frame": frame.name, "has": set(frame.tasks)}
         if frame.tasks & {"seg", "edges"}:
@@ -203,7 +201,7 @@ class KittiDataset(Dataset):
         if "depth" in frame.tasks:
             depth = np.ascontiguousarray(self._depth(frame, (h, w))[rows, cols])
             sample["depth"] = tv_tensors.Mask(torch.from_numpy(depth))
-        boxes, classes, crowd = _no_boxes()
+        boxes, classes, crowd = no_boxes()
         if len(frame.boxes):
             boxes = torch.from_numpy(frame.boxes - np.float32([cols.start, rows.start] * 2))
             # label_2 boxes of truncated objects may reach past the border
@@ -229,7 +227,7 @@ class KittiDataset(Dataset):
         return slice(h - wh, h), slice(left, left + ww)
 
     def _label_png(self, frame: Frame, shape: tuple[int, int]) -> np.ndarray:
-        array = _read_png(frame.label)
+        array = read_png(frame.label)
         if array.ndim != 2:
             raise DatasetError(f"{frame.label}: expected a single-channel PNG, got shape {array.shape}")
         if array.shape != shape:
