@@ -194,7 +194,7 @@ KITTI_LINE = st.one_of(  # random fields, or a good line with one field swapped
 @FAST
 @given(KITTI_LINE)
 def test_any_label_2_line_parses_to_a_valid_object_or_says_what_is_wrong(line):
-    from perception_mtl.data.kitti import KITTI_TYPES, parse_label_line
+    from perception_mtl.data.kitti_labels import KITTI_TYPES, parse_label_line
     try:
         obj = parse_label_line(line)
     except ValueError as err:

@@ -13,7 +13,8 @@ from perception_mtl.config import load_config
 from perception_mtl.data import DATASETS
 from perception_mtl.data.cityscapes import DatasetError
 from perception_mtl.data.collate import collate
-from perception_mtl.data.kitti import DEFAULT_CLASS_MAP, KittiDataset, parse_label_line
+from perception_mtl.data.kitti import KittiDataset
+from perception_mtl.data.kitti_labels import DEFAULT_CLASS_MAP, parse_label_line
 from perception_mtl.data.labels import DET_CLASSES, IGNORE
 from tests.helpers import TINY_TRAIN
 

@@ -13,14 +13,12 @@ BTS, does): no resampling, no padding, and no valid depth lost under the Garg or
 """
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,19 +29,10 @@ from torchvision import tv_tensors
 
 from perception_mtl.data import DATASETS
 from perception_mtl.data.files import DatasetError, no_boxes, read_png, read_rgb
+from perception_mtl.data.kitti_labels import class_index, parse_label_line
 from perception_mtl.data.labels import DET_CLASSES, SEG_LUT
 from perception_mtl.data.transforms import build_transforms
 
-# KITTI object type -> detection class (None: ignore region); data.class_map overrides entries.
-# Van is a Cityscapes car ("car, jeep, SUV, van"), Tram a Cityscapes train ("train, tram"). A KITTI
-# Cyclist box encloses the person and the bicycle and the class means the person riding (KITTI
-# evaluates it with Pedestrian as a person class; parked bicycles are not labelled at all), so it
-# is a rider: as bicycle it would teach that every bicycle carries a rider.
-DEFAULT_CLASS_MAP: dict[str, str | None] = {
-    "Car": "car", "Van": "car", "Truck": "truck", "Pedestrian": "person", "Person_sitting": "person",
-    "Cyclist": "rider", "Tram": "train", "Misc": None,
-}
-KITTI_TYPES = (*DEFAULT_CLASS_MAP, "DontCare")  # DontCare: an unlabelled region, always ignored
 PARTS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {  # part -> (tasks its frames carry, folders it needs)
     "object": (frozenset({"det"}), ("object/training/image_2", "object/training/label_2")),
     "semantics": (frozenset({"seg", "edges"}), ("semantics/training/image_2", "semantics/training/semantic")),
@@ -64,49 +53,9 @@ DEPTH_CROPS = {
     "garg": ((0.40810811, 0.99189189), (0.03594771, 0.96405229)),
     "eigen": ((0.3324324, 0.91351351), (0.03594771, 0.96405229)),
 }
-FIELDS = ("type", "truncated", "occluded", "alpha", "left", "top", "right", "bottom", "height", "width",
-          "length", "x", "y", "z", "rotation_y", "score")  # of a label_2 line, in order
 MAX_LABEL_ID = max(lab.id for lab in CS_LABELS)  # 33: the semantic PNGs hold Cityscapes label ids
 # shared by every frame without boxes (never written: a sample copies boxes only when there are some)
 EMPTY = {"boxes": np.zeros((0, 4), np.float32), "classes": np.zeros(0, np.int64), "crowd": np.zeros(0, bool)}
-
-
-class LabelLine(NamedTuple):
-    """One object of a label_2 file, all its fields (devkit_object/readme.txt); `score` only in
-    result files. bbox is (left, top, right, bottom) pixels; dimensions (h, w, l) and location
-    (x, y, z) metres in camera coordinates; angles in radians."""
-    type: str
-    truncated: float
-    occluded: int
-    alpha: float
-    bbox: tuple[float, float, float, float]
-    dimensions: tuple[float, float, float]
-    location: tuple[float, float, float]
-    rotation_y: float
-    score: float | None
-
-
-def parse_label_line(line: str) -> LabelLine:
-    """A label_2 line -> LabelLine; ValueError saying what is wrong with it."""
-    fields = line.split()
-    if len(fields) not in (15, 16):
-        raise ValueError(f"expected 15 fields (16 with a score), got {len(fields)}")
-    if fields[0] not in KITTI_TYPES:
-        raise ValueError(f"type {fields[0]!r} is not a KITTI object type ({', '.join(KITTI_TYPES)})")
-    values = []
-    for k, (name, text) in enumerate(zip(FIELDS[1:], fields[1:]), 2):
-        try:
-            values.append(int(text) if name == "occluded" else float(text))
-        except ValueError:
-            kind = "an integer" if name == "occluded" else "a number"
-            raise ValueError(f"field {k} ({name}) {text!r} is not {kind}") from None
-        if not math.isfinite(values[-1]):
-            raise ValueError(f"field {k} ({name}) {text!r} is not finite")
-    truncated, occluded, alpha, left, top, right, bottom, h, w, l, x, y, z, rotation_y, *score = values
-    if right < left or bottom < top:
-        raise ValueError(f"box (left {left}, top {top}, right {right}, bottom {bottom}) has negative size")
-    return LabelLine(fields[0], truncated, occluded, alpha, (left, top, right, bottom), (h, w, l), (x, y, z),
-                     rotation_y, score[0] if score else None)
 
 
 @dataclass(frozen=True)
@@ -146,7 +95,7 @@ class KittiDataset(Dataset):
         if depth_crop not in (None, *DEPTH_CROPS):
             raise ValueError(f"depth_crop must be None or one of {sorted(DEPTH_CROPS)}, got {depth_crop!r}")
         self.seg_lut, self.on_bad_label, self.depth_crop = SEG_LUT[seg_classes], on_bad_label, depth_crop
-        self.class_index = _class_index(class_map or {})
+        self.class_index = class_index(class_map or {})
         self.skipped: Counter[str] = Counter()
         parts = [part for part, (carried, _) in PARTS.items() if self.tasks & carried]
         self._check_folders(parts)
@@ -380,22 +329,6 @@ def kitti(root: str | Path, split: str, tasks: tuple[str, ...], data, train: boo
         return KittiDataset(root, split, tasks, size=tuple(data.size), hflip=data.hflip,
                             color_jitter=data.color_jitter, **common)
     return KittiDataset(root, split, tasks, depth_crop=data.depth_crop, **common)
-
-
-def _class_index(overrides: dict[str, str | None]) -> dict[str, int | None]:
-    """KITTI type -> index in DET_CLASSES (None: ignore region), DEFAULT_CLASS_MAP with `overrides`."""
-    unknown = set(overrides) - set(DEFAULT_CLASS_MAP)
-    if unknown:
-        raise ValueError(f"data.class_map names {sorted(unknown)}, not KITTI object types; valid: "
-                         f"{list(DEFAULT_CLASS_MAP)} (DontCare is always ignored). In data.mix, give each entry "
-                         "its own class_map")
-    index = {}
-    for kind, target in {**DEFAULT_CLASS_MAP, **overrides}.items():
-        if target is not None and target not in DET_CLASSES:
-            raise ValueError(f"data.class_map.{kind}={target!r} is not a detection class; choose one of "
-                             f"{DET_CLASSES} or null (ignore)")
-        index[kind] = None if target is None else DET_CLASSES.index(target)
-    return index
 
 
 def _stems(folder: Path, suffix: str) -> set[str]:
