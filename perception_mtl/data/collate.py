@@ -37,9 +37,10 @@ def collate(samples: list[dict]) -> dict:
 
 def move_batch(batch, device: torch.device | str):
     """A batch or predictions (tensors in dicts and lists, any nesting) on `device`; other values
-    (frame names) as they are. Asynchronous from pinned memory to a GPU."""
+    (frame names) as they are. Asynchronous from pinned memory to a GPU only: a copy to the CPU
+    must be complete before the CPU reads it."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        return batch.to(device, non_blocking=torch.device(device).type == "cuda")
     if isinstance(batch, dict):
         return {k: move_batch(v, device) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
