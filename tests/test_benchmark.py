@@ -91,6 +91,51 @@ def test_transfer_flags_the_unrelated_task_and_not_the_related_one(tmp_path):
     assert "sharing costs seg more than seed noise" in report
 
 
+def test_pairs_add_one_equal_run_per_task_pair_and_need_three_tasks(tmp_path):
+    suite = tmp_path / "pairs.yaml"
+    suite.write_text("name: p\ntasks: [det, seg, depth]\nseeds: [0]\nmethods: [pcgrad]\npairs: true\n")
+    runs = Suite.load(suite).runs()
+    pairs = [r for r in runs if r.kind == "pair"]
+    assert [(r.label, r.tasks) for r in pairs] == [("pair-det+seg", ["det", "seg"]), ("pair-det+depth", ["det", "depth"]),
+                                                   ("pair-seg+depth", ["seg", "depth"])]
+    assert all(Suite.load(suite).config(r, tmp_path).balancer.name == "equal" for r in pairs)
+    suite.write_text("name: p\ntasks: [seg, depth]\nseeds: [0]\nmethods: [equal]\npairs: true\n")
+    with pytest.raises(ConfigError, match="pairs needs 3 or more tasks"):
+        Suite.load(suite)
+
+
+def test_pairwise_matrix_reports_who_helps_whom_and_stays_off_the_leaderboard(tmp_path):
+    """Standley-style pairs: noise hurts seg beyond seed noise, depth helps seg; pair runs are not ranked."""
+    from perception_mtl.analysis.leaderboard import write_leaderboard
+
+    records = []
+    for seed, jitter in enumerate((-0.004, 0.0, 0.005)):
+        records += [_record("stl-seg", "stl", ["seg"], seed, {"seg/mIoU": 0.50 + jitter}),
+                    _record("stl-depth", "stl", ["depth"], seed, {"depth/abs_rel": 0.20 + jitter / 10}),
+                    _record("stl-noise", "stl", ["noise"], seed, {"noise/mse": 1.0 + jitter}),
+                    _record("equal", "mtl", ["seg", "depth", "noise"], seed,
+                            {"seg/mIoU": 0.47 + jitter, "depth/abs_rel": 0.2, "noise/mse": 1.0}),
+                    _record("pair-seg+depth", "pair", ["seg", "depth"], seed,
+                            {"seg/mIoU": 0.55 + jitter, "depth/abs_rel": 0.19 + jitter / 10}),
+                    _record("pair-seg+noise", "pair", ["seg", "noise"], seed,
+                            {"seg/mIoU": 0.40 + jitter, "noise/mse": 1.0 + jitter}),
+                    _record("pair-depth+noise", "pair", ["depth", "noise"], seed,
+                            {"depth/abs_rel": 0.20 + jitter / 10, "noise/mse": 1.0 + jitter})]
+    for r in records:
+        folder = tmp_path / "runs" / r["run"] / f"seed{r['seed']}"
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps(r))
+    (tmp_path / "suite.yaml").write_text("name: p\ntasks: [seg, depth, noise]\nseeds: [0, 1, 2]\nmethods: [equal]\n")
+    report = write_transfer_report(tmp_path).read_text()
+    assert "## Pairwise transfer (Standley et al. 2020)" in report and (tmp_path / "pairwise.png").exists()
+    assert "| seg |  | +5.00 | +0.00 |" in report  # with seg: depth's AbsRel 5% better, noise unchanged
+    assert "| depth | +9.99 |  | +0.00 |" in report  # with depth: seg's mIoU 10% better (of the mean 0.5003)
+    assert "| noise | **-19.99** | +0.00 |  |" in report  # with noise: seg 20% worse, beyond seed noise
+    assert "trained as a pair, seg changes +10.0% and depth +5.0% against training alone" in report
+    board = write_leaderboard(tmp_path, wandb_mode="disabled")["md"].read_text()
+    assert "| equal |" in board and "pair-" not in board
+
+
 def test_affinity_measurement_leaves_training_unchanged(tiny_world, tmp_path):
     """TAG's lookahead steps and restores: weights after 3 steps equal those without it."""
     from perception_mtl.engine.trainer import Trainer

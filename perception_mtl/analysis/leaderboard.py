@@ -179,6 +179,7 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
     records = load_results(results_dir)
     if not records:
         raise FileNotFoundError(f"no runs/*/seed*/result.json under {results_dir}; make them with {MAKE_RESULTS}")
+    records = [r for r in records if r["kind"] != "pair"]  # task-pair runs feed the transfer report only
     spec = suite_spec(results_dir)
     chosen = delta_metrics(spec, records)
     aux = aux_metrics(records, chosen)

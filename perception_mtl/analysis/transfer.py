@@ -8,7 +8,10 @@
    curves and the fraction of logged steps with a negative cosine (Yu et al. 2020).
 3. Inter-task affinity by lookahead (TAG, Fifty et al. 2021), from the logged
    `train/affinity/<i>-><j>` (train.affinity_every > 0), averaged over training.
-4. A verdict per task pair from these numbers, in `transfer_report.md` with the figures.
+4. With the suite's `pairs: true`, the pairwise transfer matrix (Standley et al. 2020): the
+   change of each task's primary metric when it trains with one other task (equal weights)
+   against training alone, with the same test as 1.
+5. A verdict per task pair from these numbers, in `transfer_report.md` with the figures.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from perception_mtl.analysis.results import load_results  # noqa: E402
+from perception_mtl.analysis.results import load_results, suite_spec  # noqa: E402
 
 PRIMARY = {"det": "mAP50", "seg": "mIoU", "depth": "abs_rel", "scene": "weather_acc", "noise": "mse",
            "drivable": "mIoU"}
@@ -35,14 +38,15 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 
-def mtl_vs_stl(records: list[dict]) -> list[dict]:
-    """Per (method, task): mean/std of the relative change (%, positive = better) and the test."""
+def mtl_vs_stl(records: list[dict], kind: str = "mtl") -> list[dict]:
+    """Per (run label of `kind`, task): mean/std of the relative change (%, positive = better)
+    against the task's single-task runs, and the test."""
     stl = {r["tasks"][0]: [] for r in records if r["kind"] == "stl"}
     for r in records:
         if r["kind"] == "stl":
             stl[r["tasks"][0]].append(r)
     out = []
-    methods = sorted({r["run"] for r in records if r["kind"] == "mtl"})
+    methods = sorted({r["run"] for r in records if r["kind"] == kind})
     for method in methods:
         runs = [r for r in records if r["run"] == method]
         for task in runs[0]["tasks"]:
@@ -62,6 +66,42 @@ def mtl_vs_stl(records: list[dict]) -> list[dict]:
                         "std": float(change.std(ddof=1)) if len(change) > 1 else math.nan, "p": p,
                         "negative": bool(change.mean() < 0 and p < ALPHA), "seeds": len(mtl)})
     return out
+
+
+def pairwise_changes(records: list[dict]) -> dict[tuple[str, str], dict]:
+    """{(partner, task): the `mtl_vs_stl` entry of `task` trained with `partner` alone} from the
+    suite's "pair" runs (Standley et al. 2020's pairwise transfer)."""
+    partners = {r["run"]: r["tasks"] for r in records if r["kind"] == "pair"}
+    return {(next(t for t in partners[c["method"]] if t != c["task"]), c["task"]): c
+            for c in mtl_vs_stl(records, kind="pair")}
+
+
+def plot_pairwise(pairs: dict[tuple[str, str], dict], tasks: list[str], path: Path) -> None:
+    matrix = np.full((len(tasks), len(tasks)), np.nan)
+    for (partner, task), c in pairs.items():
+        matrix[tasks.index(partner), tasks.index(task)] = c["change"]
+    _heatmap(matrix, tasks, "pairwise transfer: change (%) of the column task\ntrained with the row task vs alone",
+             path, "RdBu", "+.1f")
+
+
+def pairwise_section(pairs: dict[tuple[str, str], dict], order: list[str], out: Path) -> list[str]:
+    """The report's lines on the pairwise matrix (tasks in the suite's `order`), and its heatmap
+    `pairwise.png` in `out`."""
+    seen = {t for key in pairs for t in key}
+    tasks = [t for t in order if t in seen] + sorted(seen - set(order))
+    plot_pairwise(pairs, tasks, out / "pairwise.png")
+    lines = ["", "## Pairwise transfer (Standley et al. 2020)", "",
+             "Change (%) of the column task's primary metric when it trains with the row task alone (equal "
+             "weights) instead of by itself; positive = better, **bold** = worse beyond seed noise "
+             f"(Welch p < {ALPHA}).", "",
+             "| with \\ task | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for i in tasks:
+        cells = []
+        for j in tasks:
+            c = pairs.get((i, j))
+            cells.append("" if c is None else f"**{c['change']:+.2f}**" if c["negative"] else f"{c['change']:+.2f}")
+        lines.append(f"| {i} | " + " | ".join(cells) + " |")
+    return lines + ["", "![pairwise](pairwise.png)"]
 
 
 def training_signals(results_dir: Path, records: list[dict], method: str) -> dict:
@@ -135,8 +175,8 @@ def plot_signals(signals: dict, method: str, out: Path) -> list[Path]:
     return written
 
 
-def verdict(a: str, b: str, signals: dict, changes: list[dict]) -> str:
-    """One sentence on the pair from conflict, affinity and the MTL-vs-STL tests."""
+def verdict(a: str, b: str, signals: dict, changes: list[dict], pairs: dict[tuple[str, str], dict]) -> str:
+    """One sentence on the pair from conflict, affinity, the MTL-vs-STL tests and the pair's own run."""
     parts = []
     if (a, b) in signals["conflict"]:
         steps, values = signals["curves"][(a, b)]
@@ -151,6 +191,11 @@ def verdict(a: str, b: str, signals: dict, changes: list[dict]) -> str:
         relation = "help each other" if za > 0 and zb > 0 else "hurt each other" if za < 0 and zb < 0 else \
             f"{a if za > 0 else b} helps {b if za > 0 else a} but not the reverse"
         parts.append(f"so by lookahead they {relation}")
+    if (b, a) in pairs and (a, b) in pairs:
+        def told(c: dict) -> str:
+            return f"{c['change']:+.1f}%" + (" (worse beyond seed noise)" if c["negative"] else "")
+        parts.append(f"trained as a pair, {a} changes {told(pairs[(b, a)])} and {b} {told(pairs[(a, b)])} "
+                     "against training alone")
     hurt = sorted({c["task"] for c in changes if c["negative"] and c["task"] in (a, b)})
     if hurt:
         parts.append(f"sharing costs {', '.join(hurt)} more than seed noise (Welch p < {ALPHA})")
@@ -187,8 +232,12 @@ def write_transfer_report(results_dir: str | Path, method: str | None = None) ->
                       "| from \\ to | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
             lines += [f"| {i} | " + " | ".join(f"{signals['affinity'].get((i, j), math.nan):+.3g}" for j in tasks)
                       + " |" for i in tasks]
+    pairs = pairwise_changes(records)
+    if pairs:
+        lines += pairwise_section(pairs, list(suite_spec(results_dir).get("tasks", [])), results_dir)
+    if methods:
         lines += ["", "## Verdicts", ""]
-        lines += [f"- **{a} / {b}**: {verdict(a, b, signals, [c for c in changes if c['method'] == method])}"
+        lines += [f"- **{a} / {b}**: {verdict(a, b, signals, [c for c in changes if c['method'] == method], pairs)}"
                   for a, b in itertools.combinations(tasks, 2)]
     out = results_dir / "transfer_report.md"
     out.write_text("\n".join(lines) + "\n")

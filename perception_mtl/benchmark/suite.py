@@ -12,9 +12,12 @@ multi-task run per balancer, read from `configs/benchmark/<name>.yaml`.
     delta_metrics: {det: [mAP50], seg: [mIoU], depth: [abs_rel, delta1]}
     sweep: {data.train_fraction: [0.1, 0.25, 1.0]}  # optional: every run at each value (label "<run>@<value>"),
                                                      # compared with the baselines of the same value
+    pairs: true  # optional, 3+ tasks: one equal-weight run per task pair ("pair-<a>+<b>", kind "pair"), for
+                 # the pairwise transfer matrix of Standley et al. 2020 in the transfer report
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from omegaconf import OmegaConf
 from perception_mtl.config import ConfigError, load_config
 
 KEYS = {"name", "description", "world", "config", "tasks", "seeds", "baselines", "methods", "delta_metrics",
-        "output_dir", "wandb", "sweep"}
+        "output_dir", "wandb", "sweep", "pairs"}
 
 
 @dataclass
@@ -32,7 +35,7 @@ class Run:
     """One training run of the suite: a balancer (or a single task) and a seed."""
 
     label: str  # "equal", "pcgrad-rep", "stl-det"
-    kind: str  # "mtl" or "stl"
+    kind: str  # "mtl", "stl" or "pair"
     method: str
     tasks: list[str]
     seed: int
@@ -67,6 +70,9 @@ class Suite:
                                   or not isinstance(next(iter(sweep.values())), list)):
             raise ConfigError(f"{path}: sweep must be one key with a list of values, e.g. "
                               "{data.train_fraction: [0.1, 0.25, 1.0]}")
+        if spec.get("pairs") and len(spec["tasks"]) < 3:
+            raise ConfigError(f"{path}: pairs needs 3 or more tasks; with {len(spec['tasks'])} the pair is the "
+                              "multi-task run itself")
         suite = cls(spec["name"], path, spec)
         for run in suite.runs():  # every run's config must be valid before any work starts
             suite.config(run, "/tmp/unused")
@@ -95,6 +101,9 @@ class Suite:
         for seed in self.spec["seeds"]:
             if self.spec.get("baselines", True):
                 runs += [Run(f"stl-{t}", "stl", "equal", [t], seed) for t in tasks]
+            if self.spec.get("pairs"):
+                runs += [Run(f"pair-{a}+{b}", "pair", "equal", [a, b], seed, ["balancer.name=equal"])
+                         for a, b in itertools.combinations(tasks, 2)]
             for method in self.spec["methods"]:
                 if isinstance(method, str):
                     method = {"name": method}
