@@ -21,7 +21,7 @@ from perception_mtl.data import DATASETS
 from perception_mtl.data.cityscapes import TIMES, WEATHERS
 from perception_mtl.data.files import DatasetError, no_boxes, read_json, read_png, read_rgb
 from perception_mtl.data.labels import DET_CLASSES, IGNORE, TRAIN_ID_LUT
-from perception_mtl.data.transforms import build_transforms
+from perception_mtl.data.transforms import build_transforms, transform_sample
 
 # BDD100K detection category -> detection class (None: ignored); data.class_map overrides entries
 DEFAULT_CLASS_MAP: dict[str, str | None] = {
@@ -127,14 +127,7 @@ class BDD100KDataset(torch.utils.data.Dataset):
             boxes[:, 0::2].clamp_(0, w)
             boxes[:, 1::2].clamp_(0, h)
             classes, crowd = torch.from_numpy(frame.classes), torch.from_numpy(frame.crowd)
-        # v2's SanitizeBoundingBoxes needs boxes in every sample; they go again below if unlabelled
-        sample["boxes"] = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w))
-        sample["labels"], sample["iscrowd"] = classes, crowd
-        sample = self.transforms(sample)
-        if "det" not in frame.tasks:
-            for key in ("boxes", "labels", "iscrowd"):
-                del sample[key]
-        return sample
+        return transform_sample(self.transforms, sample, boxes, classes, crowd, "det" in frame.tasks)
 
     # --- index: which frames exist and their box/attribute labels, read once at construction ------
     def _index_100k(self) -> list[Frame]:

@@ -22,7 +22,7 @@ from torchvision import tv_tensors
 from perception_mtl.data import DATASETS
 from perception_mtl.data.files import DatasetError, no_boxes, read_json, read_png, read_rgb
 from perception_mtl.data.labels import DET_LUT, SEG_LUT
-from perception_mtl.data.transforms import build_transforms
+from perception_mtl.data.transforms import build_transforms, transform_sample
 
 WEATHERS = ("clear", "fog", "rain")
 TIMES = ("day", "dusk", "night")
@@ -97,15 +97,9 @@ class CityscapesDataset(Dataset):
         boxes, classes, crowd = no_boxes()
         if "det" in self.tasks:
             boxes, classes, crowd = self._polygon_boxes(index, (h, w)) if self.polygon_boxes else self._boxes(index, (h, w))
-        sample["boxes"] = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w))
-        sample["labels"], sample["iscrowd"] = classes, crowd
         if "scene" in self.tasks:
             sample["scene"] = self._scene(index)
-        sample = self.transforms(sample)
-        if "det" not in self.tasks:
-            for key in ("boxes", "labels", "iscrowd"):
-                del sample[key]
-        return sample
+        return transform_sample(self.transforms, sample, boxes, classes, crowd, "det" in self.tasks)
 
     def tasks_of(self, index: int) -> set[str]:
         """Every frame carries every loaded task's labels (their folders are checked at start)."""

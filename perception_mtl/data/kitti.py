@@ -31,7 +31,7 @@ from perception_mtl.data import DATASETS
 from perception_mtl.data.files import DatasetError, no_boxes, read_png, read_rgb
 from perception_mtl.data.kitti_labels import class_index, parse_label_line
 from perception_mtl.data.labels import DET_CLASSES, SEG_LUT
-from perception_mtl.data.transforms import build_transforms
+from perception_mtl.data.transforms import build_transforms, transform_sample
 
 PARTS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {  # part -> (tasks its frames carry, folders it needs)
     "object": (frozenset({"det"}), ("object/training/image_2", "object/training/label_2")),
@@ -157,14 +157,7 @@ class KittiDataset(Dataset):
             boxes[:, 0::2].clamp_(0, image.shape[1])
             boxes[:, 1::2].clamp_(0, image.shape[0])
             classes, crowd = torch.from_numpy(frame.classes), torch.from_numpy(frame.crowd)
-        # v2's SanitizeBoundingBoxes needs boxes in every sample; they go again below if unlabelled
-        sample["boxes"] = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=image.shape[:2])
-        sample["labels"], sample["iscrowd"] = classes, crowd
-        sample = self.transforms(sample)
-        if "det" not in frame.tasks:
-            for key in ("boxes", "labels", "iscrowd"):
-                del sample[key]
-        return sample
+        return transform_sample(self.transforms, sample, boxes, classes, crowd, "det" in frame.tasks)
 
     def _crop(self, h: int, w: int) -> tuple[slice, slice]:
         """Rows and columns kept of an (h, w) frame: all of them in training, else the common

@@ -30,6 +30,20 @@ def build_transforms(size: tuple[int, int] | None = None, hflip: float = 0.0,
     return v2.Compose(steps)
 
 
+def transform_sample(transforms: v2.Compose, sample: dict, boxes: torch.Tensor, classes: torch.Tensor,
+                     crowd: torch.Tensor, has_det: bool) -> dict:
+    """Apply `transforms` to `sample` with its boxes (N, 4) xyxy pixels of the image, labels (N,)
+    and crowd flags (N,). v2's SanitizeBoundingBoxes needs boxes in every sample, so a frame
+    without detection labels carries empty ones through and loses them after."""
+    sample["boxes"] = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=tuple(sample["image"].shape[-2:]))
+    sample["labels"], sample["iscrowd"] = classes, crowd
+    sample = transforms(sample)
+    if not has_det:
+        for key in ("boxes", "labels", "iscrowd"):
+            del sample[key]
+    return sample
+
+
 def _box_fields(sample: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-box tensors that must be filtered together with the boxes."""
     return sample["labels"], sample["iscrowd"]
