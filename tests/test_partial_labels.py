@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from perception_mtl.balancing import BALANCERS
-from perception_mtl.data.build import parts, train_set, val_loaders
+from perception_mtl.data.build import first_of_each_label_set, parts, train_set, val_loaders
 from perception_mtl.data.partial import drop_labels
 from perception_mtl.data.sampling import StepSampler
 from perception_mtl.engine.trainer import Trainer
@@ -29,6 +29,17 @@ class Frames(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return {"has": {"seg", "depth"}, "semantic": torch.zeros(2, 2), "depth": torch.ones(2, 2)}
+
+
+def test_a_val_limit_keeps_every_label_set_and_a_plain_prefix_where_all_frames_match():
+    """KITTI/BDD100K list their benchmarks one after another: a limit takes frames in turn."""
+    class Benchmarks(Frames):
+        def tasks_of(self, index: int) -> set[str]:
+            return {"det"} if index < 6 else {"seg"} if index < 8 else {"depth"}
+
+    assert first_of_each_label_set(Benchmarks(10), 5) == [0, 1, 6, 7, 8]
+    assert first_of_each_label_set(Benchmarks(10), 100) == list(range(10))
+    assert first_of_each_label_set(Frames(10), 4) == [0, 1, 2, 3]
 
 
 def test_drop_labels_removes_a_fixed_nested_share_per_task():

@@ -7,6 +7,7 @@ weight whatever its size. Evaluation runs per part on that part's tasks (see `me
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -85,6 +86,17 @@ def report(split: str, found: list[Part], sets: list[Dataset], dataset: Dataset,
         print(f"{split} set used: {len(dataset)} frames; labels: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
 
 
+def first_of_each_label_set(dataset: Dataset, limit: int) -> list[int]:
+    """`limit` frames taken in turn from each group of frames that carry the same tasks, in
+    dataset order: KITTI and BDD100K list their benchmarks one after another, and a plain prefix
+    would evaluate only the first. Where every frame carries the same tasks, the first `limit`."""
+    groups: dict[frozenset[str], list[int]] = {}
+    for i in range(len(dataset)):
+        groups.setdefault(frozenset(dataset.tasks_of(i)), []).append(i)
+    turns = [i for turn in itertools.zip_longest(*groups.values()) for i in turn if i is not None]
+    return sorted(turns[:limit])
+
+
 def val_loaders(cfg: DictConfig, split: str = "val", limit: int | None = None) -> dict[str, tuple[DataLoader, list[str]]]:
     """{part name: (loader of its frames at label resolution, its tasks)}; each rank takes every
     N-th frame under torchrun (the metrics sync in compute())."""
@@ -92,7 +104,7 @@ def val_loaders(cfg: DictConfig, split: str = "val", limit: int | None = None) -
     for part in parts(cfg):
         ds: Dataset = DATASETS.get(part.dataset)(part.root, split, part.tasks, part.data, False)
         if limit is not None:
-            ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
+            ds = torch.utils.data.Subset(ds, first_of_each_label_set(ds, limit))
         if distributed.active():
             ds = torch.utils.data.Subset(ds, range(distributed.rank(), len(ds), distributed.world_size()))
         loaders[part.name] = (DataLoader(ds, batch_size=cfg.train.batch_size, collate_fn=collate,
