@@ -257,8 +257,12 @@ def test_unreadable_png_error_or_skip(kitti: Path, tmp_path: Path) -> None:
         KittiDataset(tmp_path, "train", ("depth",))[0]
     ds = KittiDataset(tmp_path, "train", ("depth",), on_bad_label="skip")
     with pytest.warns(UserWarning, match="0000000005.png"):
-        assert ds[0]["frame"] == f"depth/{drive}/0000000006"  # the next frame of its part
-    assert ds.skipped == {"unreadable frame": 1}
+        sample = ds[0]
+    assert sample["frame"] == f"depth/{drive}/0000000006"  # the next frame of its part
+    assert sample["unreadable"] == [f"depth/{drive}/0000000005"]
+    # the names leave a DataLoader worker with the batch, where the trainer counts them
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate, num_workers=1)
+    assert next(iter(loader))["unreadable"] == [f"depth/{drive}/0000000005"]  # (the worker warns on its stderr)
     image = tmp_path / "depth/raw" / drive[:10] / drive / "image_02/data/0000000006.png"
     image.write_bytes(b"broken")
     with pytest.raises(DatasetError, match="cannot read .*image_02/data/0000000006.png"):
@@ -274,3 +278,23 @@ def test_training_steps_on_kitti(kitti: Path, tmp_path: Path) -> None:
     metrics = Trainer(cfg).fit()  # evaluates at the last step, on frames of three sizes
     for key in ("det/mAP", "seg/mIoU", "depth/abs_rel"):
         assert key in metrics and np.isfinite(metrics[key]), key
+
+
+def test_the_trainer_counts_frames_passed_over_in_data_workers(kitti: Path, tmp_path: Path) -> None:
+    """A frame skipped inside a DataLoader worker reaches train/unreadable_frames and the checkpoint."""
+    import json
+
+    from perception_mtl.engine.trainer import Trainer
+
+    shutil.copytree(kitti / "depth", tmp_path / "depth")
+    truth = tmp_path / "depth/data_depth_annotated/train" / DRIVES["train"] / "proj_depth/groundtruth/image_02"
+    (truth / "0000000005.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # 1 of the 2 train frames
+    cfg = load_config(None, TINY_TRAIN + ["tasks=[depth]", "data.dataset=kitti", f"data.root={tmp_path}",
+                                          "data.on_bad_label=skip", "data.workers=1", "train.steps=2",
+                                          "train.checkpoint_every=1", f"output_dir={tmp_path / 'run'}"], defaults=None)
+    trainer = Trainer(cfg)
+    trainer.fit()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "train.jsonl").read_text().splitlines()]
+    logged = [r["train/unreadable_frames"] for r in rows if "train/unreadable_frames" in r]
+    assert trainer.unreadable >= 1 and logged[-1] == trainer.unreadable  # 6 draws of 2 frames: some hit 000005
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["unreadable"] == trainer.unreadable

@@ -13,7 +13,8 @@ TASK_KEYS = {"seg": "semantic", "depth": "depth", "det": "boxes", "scene": "scen
 
 def collate(samples: list[dict]) -> dict:
     """-> image (B, 3, H, W), frame [B], has {task: (B,) bool}, semantic (B, H, W),
-    depth (B, H, W), drivable (B, H, W), scene (B, 2), boxes/labels/iscrowd: lists of (N_i, ...) tensors."""
+    depth (B, H, W), drivable (B, H, W), scene (B, 2), boxes/labels/iscrowd: lists of (N_i, ...) tensors;
+    unreadable: the frames a loader passed over (data.on_bad_label=skip), when there were any."""
     images = torch.stack([torch.as_tensor(s["image"]) for s in samples])
     h, w = images.shape[-2:]
     batch: dict = {"image": images, "frame": [s["frame"] for s in samples]}
@@ -27,6 +28,9 @@ def collate(samples: list[dict]) -> dict:
     if any("scene" in s for s in samples):
         batch["scene"] = torch.stack([torch.as_tensor(s["scene"]) if "scene" in s
                                       else torch.full((2,), -1, dtype=torch.int64) for s in samples])
+    unreadable = [name for s in samples for name in s.get("unreadable", ())]
+    if unreadable:
+        batch["unreadable"] = unreadable
     if any("boxes" in s for s in samples):
         batch["boxes"] = [torch.as_tensor(s["boxes"]).reshape(-1, 4) if "boxes" in s else torch.zeros(0, 4)
                           for s in samples]

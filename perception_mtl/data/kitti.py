@@ -119,19 +119,24 @@ class KittiDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         """The frame's sample; with on_bad_label="skip" a frame whose files cannot be read is
-        replaced by the next readable frame of its part (same tasks, so `tasks_of` stays true)."""
-        tasks = self.frames[index].tasks
+        replaced by the next readable frame of its part (same tasks, so `tasks_of` stays true),
+        and the sample lists the frames passed over in `unreadable`: it travels with the batch out
+        of a DataLoader worker, and the trainer counts it."""
+        tasks, unreadable = self.frames[index].tasks, []
         for j in chain(range(index, len(self)), range(index)):
             if self.frames[j].tasks != tasks:
                 continue
             try:
-                return self._sample(self.frames[j])
+                sample = self._sample(self.frames[j])
             except DatasetError as err:
                 if self.on_bad_label == "error":
                     raise
-                # counted in this process only: DataLoader workers keep their own copies
-                self.skipped["unreadable frame"] += 1
+                unreadable.append(self.frames[j].name)
                 warnings.warn(f"{err}; skipped (data.on_bad_label=skip), using the next frame")
+                continue
+            if unreadable:
+                sample["unreadable"] = unreadable
+            return sample
         raise DatasetError(f"no readable KITTI frame for tasks {sorted(tasks)} under {self.root}")
 
     def _sample(self, frame: Frame) -> dict:

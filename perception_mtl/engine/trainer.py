@@ -66,6 +66,7 @@ class Trainer:
         self.val = val_loaders(cfg, limit=cfg.data.val_limit)
         self.step, self.best, self.skipped, self.wandb_id = 0, -math.inf, 0, None
         self.unlabelled = 0  # steps whose batch had no label of an active task
+        self.unreadable = 0  # frames passed over because their files could not be read (all ranks)
         self.worker_restarts = 0
         self.train_time, self._clock = 0.0, time.perf_counter()  # seconds in fit(), summed over resumes
         self.local = LocalLogger(self.run_dir)
@@ -138,6 +139,7 @@ class Trainer:
         metrics: dict[str, float] = {}
         while self.step < cfg.steps:
             batches, batch = self._next_batch(batches)
+            self.unreadable += int(distributed.all_reduce_sum(torch.tensor(len(batch.get("unreadable", ())))))
             stats = self.train_step(batch)
             self.step += 1
             seen += batch["image"].shape[0]
@@ -148,6 +150,7 @@ class Trainer:
                 stats["train/lr"] = self.scheduler.get_last_lr()[0]
                 stats["train/skipped_steps"] = self.skipped
                 stats["train/unlabelled_steps"] = self.unlabelled
+                stats["train/unreadable_frames"] = self.unreadable
                 self.log(stats)
                 tic, seen = time.perf_counter(), 0
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
@@ -274,7 +277,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(), "balancer": self.balancer.state_dict(),
                 "early_stopping": self.early_stopping.state_dict(), "schedule": self.schedule.state_dict(),
                 "step": self.step, "best": self.best, "skipped": self.skipped,
-                "unlabelled": self.unlabelled, "rng": rng_state(),
+                "unlabelled": self.unlabelled, "unreadable": self.unreadable, "rng": rng_state(),
                 "train_time": self.train_time,
                 "wandb_id": self.wandb_id, "config": OmegaConf.to_container(self.cfg, resolve=True)}
 
@@ -295,6 +298,7 @@ class Trainer:
             self.schedule.load_state_dict(state["schedule"])
         self.step, self.best, self.skipped = state["step"], state["best"], state["skipped"]
         self.unlabelled = state["unlabelled"]
+        self.unreadable = state.get("unreadable", 0)  # checkpoints before the count: none seen
         self.train_time = state.get("train_time", 0.0)
         self.wandb_id = state.get("wandb_id")
         set_rng_state(state["rng"])
