@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from perception_mtl.config import load_config
-from perception_mtl.data import DATASETS, bdd100k
+from perception_mtl.data import DATASETS, files
 from perception_mtl.data.bdd100k import BDD100KDataset
 from perception_mtl.data.cityscapes import CityscapesDataset, DatasetError
 from perception_mtl.data.collate import collate
@@ -157,8 +157,7 @@ def test_tasks_of_does_not_decode(bdd: Path, monkeypatch: pytest.MonkeyPatch) ->
     def no_decoding(path):
         raise AssertionError(f"decoded {path}")
 
-    monkeypatch.setattr(bdd100k, "read_png", no_decoding)
-    monkeypatch.setattr(bdd100k, "read_rgb", no_decoding)
+    monkeypatch.setattr(files, "read_png", no_decoding)  # under read_rgb and read_label_png
     assert [ds.tasks_of(i) for i in range(len(ds))] == [
         {"det", "drivable", "scene"}, {"det", "drivable", "scene"}, {"det", "scene"}, {"det", "drivable"},
         {"seg"}, {"seg"}]

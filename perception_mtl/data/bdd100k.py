@@ -19,8 +19,9 @@ from torchvision import tv_tensors
 
 from perception_mtl.data import DATASETS
 from perception_mtl.data.cityscapes import TIMES, WEATHERS
-from perception_mtl.data.files import DatasetError, no_boxes, read_json, read_png, read_rgb
-from perception_mtl.data.labels import DET_CLASSES, IGNORE, TRAIN_ID_LUT
+from perception_mtl.data.files import DatasetError, no_boxes, read_json, read_label_png, read_rgb
+from perception_mtl.data.frames import FrameDataset
+from perception_mtl.data.labels import IGNORE, TRAIN_ID_LUT, detection_index
 from perception_mtl.data.transforms import build_transforms, transform_sample
 
 # BDD100K detection category -> detection class (None: ignored); data.class_map overrides entries
@@ -64,7 +65,7 @@ class Frame:
     semantic: Path | None = None
 
 
-class BDD100KDataset(torch.utils.data.Dataset):
+class BDD100KDataset(FrameDataset):
     """Frames of one split carrying any of `tasks` (see the module docstring). Bad labels raise a
     DatasetError naming file and frame (on_bad_label="error") or are skipped and counted in
     `skipped` ("skip"); `missing` counts 100K frames without a drivable mask ("drivable") and,
@@ -74,6 +75,7 @@ class BDD100KDataset(torch.utils.data.Dataset):
                  seg_classes: int = 19, class_map: dict[str, str | None] | None = None,
                  on_bad_label: str = "error", size: tuple[int, int] | None = None, hflip: float = 0.0,
                  color_jitter: float = 0.0, min_box_size: float = 2.0):
+        super().__init__(on_bad_label)
         self.root, self.split, self.tasks = Path(root), split, frozenset(tasks)
         unknown = self.tasks - TASKS_100K - TASKS_10K
         if unknown:
@@ -81,30 +83,19 @@ class BDD100KDataset(torch.utils.data.Dataset):
                              f"{sorted(TASKS_100K | TASKS_10K)}")
         if seg_classes not in TRAIN_ID_LUT:
             raise ValueError(f"seg_classes must be one of {sorted(TRAIN_ID_LUT)}, got {seg_classes}")
-        if on_bad_label not in ("error", "skip"):
-            raise ValueError(f"on_bad_label must be 'error' or 'skip', got {on_bad_label!r}")
-        self.seg_lut, self.on_bad_label = TRAIN_ID_LUT[seg_classes], on_bad_label
+        self.seg_lut = TRAIN_ID_LUT[seg_classes]
         self.class_index = _class_index(class_map or {})
-        self.skipped: Counter[str] = Counter()
         self.missing: Counter[str] = Counter()
-        self.frames: list[Frame] = []
         if self.tasks & TASKS_100K:
             self.frames += self._index_100k()
         if self.tasks & TASKS_10K:
             self.frames += self._index_10k()
-        if self.skipped:
-            print(f"bdd100k {split}: skipped bad labels/frames: {dict(self.skipped)}")
+        self._report_skipped("bdd100k")
         if self.missing:
             print(f"bdd100k {split}: frames without labels of a task: {dict(self.missing)}")
         if not self.frames:
             raise DatasetError(f"no frames for tasks {sorted(self.tasks)} under {self.root}\n" + self._help())
         self.transforms = build_transforms(size, hflip, color_jitter, min_box_size)
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def tasks_of(self, index: int) -> set[str]:
-        return set(self.frames[index].tasks)
 
     def __getitem__(self, index: int) -> dict:
         frame = self.frames[index]
@@ -236,17 +227,8 @@ class BDD100KDataset(torch.utils.data.Dataset):
         self._bad("missing image", f"{where}: its image {images / f'{stem}.jpg'} does not exist")
         return False
 
-    def _bad(self, kind: str, message: str) -> None:
-        if self.on_bad_label == "error":
-            raise DatasetError(f"{message} (data.on_bad_label=skip skips such labels and frames, counting them)")
-        self.skipped[kind] += 1
-
     def _mask(self, path: Path, shape: tuple[int, int], valid: tuple[int, ...], what: str) -> np.ndarray:
-        array = read_png(path)
-        if array.ndim != 2:
-            raise DatasetError(f"{path}: expected a single-channel label image, got shape {array.shape}")
-        if array.shape != shape:
-            raise DatasetError(f"{path}: size {array.shape} differs from its image's {shape}")
+        array = read_label_png(path, shape)
         bad = np.setdiff1d(np.flatnonzero(np.bincount(array.ravel())), valid)
         if bad.size:
             raise DatasetError(f"{path}: values {bad.tolist()[:5]} are not a {what} ({valid[0]}..{valid[-2]} "
@@ -270,17 +252,7 @@ def bdd100k(root: str | Path, split: str, tasks: tuple[str, ...], data, train: b
 
 def _class_index(overrides: dict[str, str | None]) -> dict[str, int | None]:
     """BDD100K category -> index in DET_CLASSES (None: ignored), DEFAULT_CLASS_MAP with `overrides`."""
-    unknown = set(overrides) - set(DEFAULT_CLASS_MAP)
-    if unknown:
-        raise ValueError(f"data.class_map names {sorted(unknown)}, not BDD100K detection categories; "
-                         f"valid: {list(DEFAULT_CLASS_MAP)}")
-    index = {}
-    for category, target in {**DEFAULT_CLASS_MAP, **overrides}.items():
-        if target is not None and target not in DET_CLASSES:
-            raise ValueError(f"data.class_map.{category}={target!r} is not a detection class; choose one of "
-                             f"{DET_CLASSES} or null (ignore)")
-        index[category] = None if target is None else DET_CLASSES.index(target)
-    return index
+    return detection_index(DEFAULT_CLASS_MAP, overrides, "BDD100K detection categories")
 
 
 def _scene(attributes) -> tuple[int, int]:

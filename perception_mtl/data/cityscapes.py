@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from perception_mtl.data import DATASETS
-from perception_mtl.data.files import DatasetError, no_boxes, read_json, read_png, read_rgb
+from perception_mtl.data.files import DatasetError, no_boxes, read_json, read_label_png, read_rgb
 from perception_mtl.data.labels import DET_LUT, SEG_LUT
 from perception_mtl.data.transforms import build_transforms, transform_sample
 
@@ -106,13 +106,7 @@ class CityscapesDataset(Dataset):
         return set(self.tasks)
 
     def _dense(self, index: int, task: str, shape: tuple[int, int]) -> np.ndarray:
-        path = self.path(index, *TASK_FILES[task])
-        array = read_png(path)
-        if array.ndim != 2:
-            raise DatasetError(f"{path}: expected a single-channel label image, got shape {array.shape}")
-        if array.shape != shape:
-            raise DatasetError(f"{path}: size {array.shape} differs from its image's {shape}")
-        return array
+        return read_label_png(self.path(index, *TASK_FILES[task]), shape)
 
     def _depth(self, index: int, shape: tuple[int, int]) -> np.ndarray:
         """Depth (H, W) float32 from disparity: d = (p - 1) / 256, depth = baseline * fx / d."""

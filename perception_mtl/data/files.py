@@ -32,6 +32,16 @@ def read_rgb(path: Path) -> np.ndarray:
     return image[..., :3]
 
 
+def read_label_png(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """-> (H, W) array of a single-channel label PNG that must match its image's `shape` (H, W)."""
+    array = read_png(path)
+    if array.ndim != 2:
+        raise DatasetError(f"{path}: expected a single-channel label image, got shape {array.shape}")
+    if array.shape != shape:
+        raise DatasetError(f"{path}: size {array.shape} differs from its image's {shape}")
+    return array
+
+
 def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())

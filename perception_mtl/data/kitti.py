@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -24,11 +23,11 @@ import numpy as np
 import torch
 from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
-from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from perception_mtl.data import DATASETS
-from perception_mtl.data.files import DatasetError, no_boxes, read_png, read_rgb
+from perception_mtl.data.files import DatasetError, no_boxes, read_label_png, read_rgb
+from perception_mtl.data.frames import FrameDataset
 from perception_mtl.data.kitti_labels import class_index, parse_label_line
 from perception_mtl.data.labels import DET_CLASSES, SEG_LUT
 from perception_mtl.data.transforms import build_transforms, transform_sample
@@ -71,7 +70,7 @@ class Frame:
     crowd: np.ndarray = field(default_factory=lambda: EMPTY["crowd"])
 
 
-class KittiDataset(Dataset):
+class KittiDataset(FrameDataset):
     """Frames of one split carrying any of `tasks` (module docstring). Bad labels raise a
     DatasetError naming the file and line (on_bad_label="error") or are skipped and counted in
     `skipped` ("skip"). `size` None is evaluation: native pixels cropped to a common size and
@@ -81,6 +80,7 @@ class KittiDataset(Dataset):
                  seg_classes: int = 19, class_map: dict[str, str | None] | None = None,
                  on_bad_label: str = "error", depth_crop: str | None = None, size: tuple[int, int] | None = None,
                  hflip: float = 0.0, color_jitter: float = 0.0, min_box_size: float = 2.0):
+        super().__init__(on_bad_label)
         self.root, self.split, self.tasks = Path(root), split, frozenset(tasks)
         supported = frozenset().union(*(carried for carried, _ in PARTS.values()))
         if self.tasks - supported:
@@ -90,32 +90,21 @@ class KittiDataset(Dataset):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         if seg_classes not in SEG_LUT:
             raise ValueError(f"seg_classes must be one of {sorted(SEG_LUT)}, got {seg_classes}")
-        if on_bad_label not in ("error", "skip"):
-            raise ValueError(f"on_bad_label must be 'error' or 'skip', got {on_bad_label!r}")
         if depth_crop not in (None, *DEPTH_CROPS):
             raise ValueError(f"depth_crop must be None or one of {sorted(DEPTH_CROPS)}, got {depth_crop!r}")
-        self.seg_lut, self.on_bad_label, self.depth_crop = SEG_LUT[seg_classes], on_bad_label, depth_crop
+        self.seg_lut, self.depth_crop = SEG_LUT[seg_classes], depth_crop
         self.class_index = class_index(class_map or {})
-        self.skipped: Counter[str] = Counter()
         parts = [part for part, (carried, _) in PARTS.items() if self.tasks & carried]
         self._check_folders(parts)
         index = {"object": self._index_object, "semantics": self._index_semantics, "depth": self._index_depth}
-        self.frames: list[Frame] = []
         for part in parts:
             frames = index[part]()
             if not frames:
                 raise DatasetError(f"no {split} frames in KITTI's {part} part under {self.root}\n" + LAYOUT[part])
             self.frames += frames
         self.window = None if size is not None else self._common_size()
-        if self.skipped:
-            print(f"kitti {split}: skipped bad labels/frames: {dict(self.skipped)}")
+        self._report_skipped("kitti")
         self.transforms = build_transforms(size, hflip, color_jitter, min_box_size)
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def tasks_of(self, index: int) -> set[str]:
-        return set(self.frames[index].tasks)
 
     def __getitem__(self, index: int) -> dict:
         """The frame's sample; with on_bad_label="skip" a frame whose files cannot be read is
@@ -174,12 +163,7 @@ class KittiDataset(Dataset):
         return slice(h - wh, h), slice(left, left + ww)
 
     def _label_png(self, frame: Frame, shape: tuple[int, int]) -> np.ndarray:
-        array = read_png(frame.label)
-        if array.ndim != 2:
-            raise DatasetError(f"{frame.label}: expected a single-channel PNG, got shape {array.shape}")
-        if array.shape != shape:
-            raise DatasetError(f"{frame.label}: size {array.shape} differs from its image's {shape} ({frame.image})")
-        return array
+        return read_label_png(frame.label, shape)
 
     def _depth(self, frame: Frame, shape: tuple[int, int]) -> np.ndarray:
         """Depth (H, W) float32 metres = PNG value / 256, 0 = no measurement; outside the
@@ -311,10 +295,6 @@ class KittiDataset(Dataset):
             raise DatasetError(f"no readable KITTI {self.split} image under {self.root}")
         return min(h for h, _ in sizes), min(w for _, w in sizes)
 
-    def _bad(self, kind: str, message: str) -> None:
-        if self.on_bad_label == "error":
-            raise DatasetError(f"{message} (data.on_bad_label=skip skips such labels and frames, counting them)")
-        self.skipped[kind] += 1
 
 
 @DATASETS.register("kitti")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from perception_mtl.data.labels import DET_CLASSES
+from perception_mtl.data.labels import detection_index
 
 # KITTI object type -> detection class (None: ignore region); data.class_map overrides entries.
 # Van is a Cityscapes car ("car, jeep, SUV, van"), Tram a Cityscapes train ("train, tram"). A KITTI
@@ -61,15 +61,5 @@ def parse_label_line(line: str) -> LabelLine:
 
 def class_index(overrides: dict[str, str | None]) -> dict[str, int | None]:
     """KITTI type -> index in DET_CLASSES (None: ignore region), DEFAULT_CLASS_MAP with `overrides`."""
-    unknown = set(overrides) - set(DEFAULT_CLASS_MAP)
-    if unknown:
-        raise ValueError(f"data.class_map names {sorted(unknown)}, not KITTI object types; valid: "
-                         f"{list(DEFAULT_CLASS_MAP)} (DontCare is always ignored). In data.mix, give each entry "
-                         "its own class_map")
-    index = {}
-    for kind, target in {**DEFAULT_CLASS_MAP, **overrides}.items():
-        if target is not None and target not in DET_CLASSES:
-            raise ValueError(f"data.class_map.{kind}={target!r} is not a detection class; choose one of "
-                             f"{DET_CLASSES} or null (ignore)")
-        index[kind] = None if target is None else DET_CLASSES.index(target)
-    return index
+    return detection_index(DEFAULT_CLASS_MAP, overrides, "KITTI object types",
+                           " (DontCare is always ignored). In data.mix, give each entry its own class_map")
