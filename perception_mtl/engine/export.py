@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from perception_mtl.data.labels import DET_CLASS_TO_LABEL_ID, DET_CLASSES, TRAIN_ID_TO_LABEL_ID
+from perception_mtl.tasks.base import labelled
 
 
 class PredictionWriter:
@@ -24,8 +25,7 @@ class PredictionWriter:
     def add(self, batch: dict, predictions: dict) -> None:
         """Write one batch's predictions ({task: predictions}) for its labelled samples; tasks
         without an export format here (scene, drivable, ...) are not written."""
-        # a task no sample of the batch carries is absent from batch["has"] (partial labels)
-        has = {t: batch["has"][t] if t in batch["has"] else [False] * len(batch["frame"]) for t in predictions}
+        has = {t: labelled(batch, t) for t in predictions}
         for i, frame in enumerate(batch["frame"]):
             if "seg" in predictions and has["seg"][i]:
                 self._png("semantic", frame, TRAIN_ID_TO_LABEL_ID[predictions["seg"][i].numpy()])

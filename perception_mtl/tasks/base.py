@@ -45,5 +45,8 @@ class Task(ABC):
 
 
 def labelled(batch: dict, task: str) -> torch.Tensor:
-    """Bool mask (B,) of samples that carry labels for `task`."""
-    return batch["has"][task]
+    """Bool mask (B,) of samples that carry labels for `task`; all False when no sample of the
+    batch does (partial labels: collate lists only the tasks some sample carries)."""
+    if task in batch["has"]:
+        return batch["has"][task]
+    return torch.zeros(batch["image"].shape[0], dtype=torch.bool)
