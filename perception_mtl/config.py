@@ -57,8 +57,10 @@ class SoftConfig:
 class ModelConfig:
     backbone: str = "resnet18"
     out_indices: Optional[list[int]] = None  # None: the feature levels at strides 4..32
-    pretrained: bool = False
-    pretrained_path: Optional[str] = None
+    pretrained: bool = False  # timm's hub (needs a network)
+    pretrained_path: Optional[str] = None  # a local timm checkpoint
+    weights: Optional[str] = None  # "imagenet": the weights a registry package installs (models/weights.py)
+    freeze_at: int = 0  # freeze the stem and stages up to this timm feature level (detectron2's freeze_at)
     neck_channels: int = 64
     branch: str = "neck"  # "neck": heads share one FPN; "backbone": one FPN per task
     head_channels: int = 64
@@ -104,6 +106,7 @@ class OptimConfig:
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05
     clip_grad: float = 10.0
+    backbone_lr_mult: float = 1.0  # the backbone's learning rate is optim.lr times this
 
 
 @dataclass
@@ -310,8 +313,27 @@ def validate(cfg: DictConfig) -> None:
     for key in ("steps", "batch_size", "eval_every", "log_every", "checkpoint_every"):
         if cfg.train[key] < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {cfg.train[key]}")
+    validate_model(cfg, choice)
+
+
+def validate_model(cfg: DictConfig, choice) -> None:
+    """Checks of the backbone, its weights and freezing."""
     import timm
 
+    from perception_mtl.models.weights import PACKAGED
+
+    choice("model.weights", cfg.model.weights, [None, "imagenet"])
+    if cfg.model.weights == "imagenet" and cfg.model.backbone not in PACKAGED:
+        raise ConfigError(f"model.weights=imagenet: no packaged weights for model.backbone={cfg.model.backbone!r}; "
+                          f"backbones with packaged weights: {sorted(PACKAGED)}. Use model.pretrained_path=FILE "
+                          "for a local timm checkpoint of another backbone")
+    if cfg.model.weights is not None and (cfg.model.pretrained or cfg.model.pretrained_path):
+        raise ConfigError("model.weights, model.pretrained and model.pretrained_path are three sources of weights; "
+                          "set one")
+    if cfg.model.freeze_at < 0:
+        raise ConfigError(f"model.freeze_at={cfg.model.freeze_at} must be >= 0 (0: nothing frozen)")
+    if not cfg.optim.backbone_lr_mult >= 0:
+        raise ConfigError(f"optim.backbone_lr_mult={cfg.optim.backbone_lr_mult} must be >= 0")
     if not timm.is_model(cfg.model.backbone):
         raise ConfigError(f"model.backbone={cfg.model.backbone!r} is not a timm model; "
                           f"see timm.list_models(), e.g. resnet18, efficientnet_b0, convnext_atto, test_resnet")

@@ -81,8 +81,15 @@ class Trainer:
         self.wandb_id = self.wandb.run_id
 
     def _param_groups(self) -> list[dict]:
+        """Backbone (lr times `optim.backbone_lr_mult`), the rest of the model, the balancer's own
+        parameters; frozen parameters are left out."""
         o = self.cfg.optim
-        groups = [{"params": list(self.model.parameters()), "weight_decay": o.weight_decay}]
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        backbone = [p for n, p in named if n.split(".")[0] in ("backbone", "backbones")]
+        rest = [p for n, p in named if n.split(".")[0] not in ("backbone", "backbones")]
+        groups = [{"params": rest, "weight_decay": o.weight_decay}]
+        if backbone:
+            groups.append({"params": backbone, "weight_decay": o.weight_decay, "lr": o.lr * o.backbone_lr_mult})
         if self.balancer.optimizer_parameters():
             groups.append({"params": self.balancer.optimizer_parameters(), "weight_decay": 0.0})
         return groups

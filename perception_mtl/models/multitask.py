@@ -25,8 +25,7 @@ class MultiTaskModel(nn.Module):
     def __init__(self, cfg: DictConfig, tasks: dict[str, Task]):
         super().__init__()
         m = cfg.model
-        indices = tuple(m.out_indices) if m.out_indices is not None else None
-        self.backbone = Backbone(m.backbone, indices, m.pretrained, m.pretrained_path)
+        self.backbone = Backbone.from_config(m)
         strides, channels = self.backbone.strides, self.backbone.channels
         self.shared_neck = m.branch == "neck"
         if self.shared_neck:

@@ -32,12 +32,11 @@ class PerTaskModel(nn.Module):
     def __init__(self, cfg: DictConfig, tasks: dict[str, Task]):
         super().__init__()
         m = cfg.model
-        indices = tuple(m.out_indices) if m.out_indices is not None else None
         self.backbones, self.necks, self.heads = nn.ModuleDict(), nn.ModuleDict(), nn.ModuleDict()
         for t, task in tasks.items():
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.train.seed * 1009 + TASKS.names().index(t))
-                self.backbones[t] = Backbone(m.backbone, indices, m.pretrained, m.pretrained_path)
+                self.backbones[t] = Backbone.from_config(m)
                 strides, channels = self.backbones[t].strides, self.backbones[t].channels
                 self.necks[t] = FPN(channels, strides, m.neck_channels)
                 self.heads[t] = task.build_head(m.neck_channels, strides)
