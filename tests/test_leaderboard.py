@@ -77,7 +77,7 @@ def _write(root: Path, run: str, tasks: list[str], seed: int, metrics: dict) -> 
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     """Baselines det/mAP50 0.40, seg 0.50/0.80, depth/abs_rel 0.20 (means over 2 seeds). Changes (%):
-    A: det -12, seg 0, depth 0 (per-task -4, flat -3); B: det 0, seg -9/-9, depth 0 (-3, -4.5);
+    equal: det -12, seg 0, depth 0 (per-task -4, flat -3); B: det 0, seg -9/-9, depth 0 (-3, -4.5);
     C: det +5, seg 0, depth +5 / +15 by seed (per-task 10/3 and 20/3, flat 2.5 and 5)."""
     (tmp_path / "suite.yaml").write_text(
         "name: fake\ndelta_metrics: {det: [mAP50], seg: [mIoU, pixel_acc], depth: [abs_rel]}\n")
@@ -86,7 +86,7 @@ def results(tmp_path: Path) -> Path:
         _write(tmp_path, "stl-det", ["det"], seed, {"det/mAP": 0.2, "det/mAP50": (0.38, 0.42)[seed]})
         _write(tmp_path, "stl-seg", ["seg"], seed, {"seg/mIoU": 0.50, "seg/pixel_acc": 0.80})
         _write(tmp_path, "stl-depth", ["depth"], seed, {"depth/abs_rel": (0.19, 0.21)[seed]})
-        _write(tmp_path, "A", all3, seed, {"det/mAP50": 0.448, "seg/mIoU": 0.50, "seg/pixel_acc": 0.80,
+        _write(tmp_path, "equal", all3, seed, {"det/mAP50": 0.448, "seg/mIoU": 0.50, "seg/pixel_acc": 0.80,
                                            "depth/abs_rel": 0.20})
         _write(tmp_path, "B", all3, seed, {"det/mAP50": 0.40, "seg/mIoU": 0.545, "seg/pixel_acc": 0.872,
                                            "depth/abs_rel": 0.20})
@@ -104,33 +104,59 @@ def test_leaderboard_files_numbers_and_ranking(results):
     assert set(paths) == {"md", "csv", "html", "pareto", "delta_m"}
     assert all(paths[k].read_bytes()[:4] == b"\x89PNG" for k in ("pareto", "delta_m"))
     rows = _csv(paths)
-    assert list(rows) == ["A", "B", "C", "stl-det", "stl-seg", "stl-depth"]
-    assert [rows[r]["rank"] for r in rows] == ["1", "2", "3", "", "", ""]
-    a, b, c = rows["A"], rows["B"], rows["C"]
+    # C's Δm minus equal's is +22/3 and +32/3: its 2-seed interval contains 0, so it ties with the
+    # best; B is +1 at both seeds (an interval of width 0 away from 0): behind both, rank 3
+    assert list(rows) == ["equal", "C", "B", "stl-det", "stl-seg", "stl-depth"]
+    assert [rows[r]["rank"] for r in rows] == ["1", "1", "3", "", "", ""]
+    a, b, c = rows["equal"], rows["B"], rows["C"]
     assert float(a["delta_m_per_task_mean"]) == pytest.approx(-4.0)
     assert float(a["delta_m_flat_mean"]) == pytest.approx(-3.0)
-    # B beats A by flat (-4.5 < -3) but ranks second: the ranking is by the per-task convention
+    # B beats equal by flat (-4.5 < -3) but ranks behind it: the ranking is by the per-task convention
     assert float(b["delta_m_flat_mean"]) == pytest.approx(-4.5)
     assert float(c["delta_m_per_task_mean"]) == pytest.approx(5.0)
     assert float(c["delta_m_per_task_std"]) == pytest.approx(math.sqrt(2) * 5 / 3)  # ddof=1
     assert float(c["delta_m_flat_std"]) == pytest.approx(math.sqrt(2) * 1.25)
+    # paired by seed: mean 9, half-width t(0.975, 1) = 12.7062 times sd(22/3, 32/3) / sqrt(2) = 5/3
+    assert float(c["delta_m_vs_equal_mean"]) == pytest.approx(9.0)
+    assert float(c["delta_m_vs_equal_lo"]) == pytest.approx(9 - 12.7062 * 5 / 3, abs=1e-3)
+    assert float(c["delta_m_vs_equal_hi"]) == pytest.approx(9 + 12.7062 * 5 / 3, abs=1e-3)
+    assert float(b["delta_m_vs_equal_lo"]) == float(b["delta_m_vs_equal_hi"]) == pytest.approx(1.0)
+    assert float(a["delta_m_vs_equal_mean"]) == 0 and a["delta_m_vs_equal_lo"] == ""
+    # both seeds rank equal, B, C: ranks never move, W = 1 (Friedman chi2 = 4 on 2 df: p = e^-2)
+    assert (b["seed_rank_min"], b["seed_rank_max"]) == ("2", "2")
+    assert float(c["kendall_w"]) == pytest.approx(1.0)
+    assert float(c["friedman_p"]) == pytest.approx(math.exp(-2))
     assert float(b["seg/mIoU_mean"]) == pytest.approx(0.545) and float(b["seg/mIoU_std"]) == 0
     assert float(rows["stl-det"]["det/mAP50_mean"]) == pytest.approx(0.40)
     assert rows["stl-det"]["delta_m_flat_mean"] == "" and "det/mAP_mean" not in a  # only delta_metrics shown
     assert float(a["train_time_s_mean"]) == pytest.approx(105.0) and a["params"] == "2500000"
     md = paths["md"].read_text()
     assert "Ranked by Δm per-task (LibMTL); flat (Nash-MTL/FAMO) shown too" in md
-    assert "| 1 | A | 2 | 0.448 ± 0 |" in md and "Notes:" not in md
+    assert "| 1 | equal | 2 | 0.448 ± 0 |" in md
+    assert "| -4.00 ± 0.00 | reference | -3.00 ± 0.00 | 1 |" in md
+    assert "| +9.00 [-12.18, +30.18] |" in md and "| 3 | B | 2 |" in md
+    assert "Kendall's W = 1.00 between the 2 seeds' rankings of 3 methods" in md
     page = paths["html"].read_text()
     assert '<table class="leaderboard">' in page and 'addEventListener("click"' in page
     assert page.count("data:image/png;base64,") == 2 and 'src="http' not in page and 'href="http' not in page
 
 
-def test_one_seed_leaves_std_blank(results):
+def test_one_seed_leaves_std_blank_and_the_interval_undefined(results):
     (results / "runs" / "C" / "seed1" / "result.json").unlink()
-    row = _csv(write_leaderboard(results, "disabled"))["C"]
+    paths = write_leaderboard(results, "disabled")
+    row = _csv(paths)["C"]
     assert row["seeds"] == "1" and row["delta_m_per_task_std"] == "" and row["seg/mIoU_std"] == ""
     assert float(row["delta_m_per_task_mean"]) == pytest.approx(10 / 3)
+    assert row["delta_m_vs_equal_lo"] == row["delta_m_vs_equal_hi"] == "" and row["rank"] == "1"
+    assert "| +7.33 [n/a] |" in paths["md"].read_text()
+
+
+def test_without_an_equal_run_the_comparison_column_is_empty_and_says_why(results):
+    for path in (results / "runs" / "equal").glob("seed*/result.json"):
+        path.unlink()
+    paths = write_leaderboard(results, "disabled")
+    assert all(r["delta_m_vs_equal_mean"] == "" for r in _csv(paths).values())
+    assert "no run labelled 'equal' with a delta-m" in paths["md"].read_text()
 
 
 @pytest.mark.parametrize("case, why", [("missing", "no single-task baseline for det: run stl-det"),
@@ -144,8 +170,9 @@ def test_missing_baseline_leaves_delta_m_empty_and_says_why(results, case, why):
             path.write_text(json.dumps({**record, "metrics": {**record["metrics"], "det/mAP50": 0.0}}))
     paths = write_leaderboard(results, "disabled")
     rows = _csv(paths)
-    assert all(rows[r]["delta_m_per_task_mean"] == rows[r]["delta_m_flat_mean"] == "" for r in "ABC")
-    assert all(rows[r]["rank"] == "" for r in "ABC") and float(rows["A"]["det/mAP50_mean"]) == pytest.approx(0.448)
+    assert all(rows[r]["delta_m_per_task_mean"] == rows[r]["delta_m_flat_mean"] == "" for r in ("equal", "B", "C"))
+    assert all(rows[r]["rank"] == "" for r in ("equal", "B", "C"))
+    assert float(rows["equal"]["det/mAP50_mean"]) == pytest.approx(0.448)
     assert why in paths["md"].read_text() and why in paths["html"].read_text()
     assert "delta_m" not in paths and "pareto" in paths  # seg vs depth still has baselines
 

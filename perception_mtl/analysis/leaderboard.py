@@ -4,7 +4,10 @@ delta_m.png and a W&B Table.
 One row per multi-task run label, then the single-task baselines as reference rows. Each
 delta-m metric is mean ± std over seeds (std with ddof=1, blank for one seed). Delta-m (both
 conventions, see `delta_m.py`) is computed per seed against the mean over seeds of the
-single-task runs, then averaged over seeds; rows are ranked by the per-task convention.
+single-task runs, then averaged over seeds. Each row's per-task Δm is compared with the run
+labelled `equal` seed by seed (`paired.py`: mean difference and paired-t 95% interval), and rows
+are ranked by per-task Δm with ties (`ranking.py`), with the spread of per-seed ranks and
+Kendall's W between the seeds' rankings.
 """
 from __future__ import annotations
 
@@ -17,12 +20,15 @@ from pathlib import Path
 from perception_mtl.analysis.delta_m import (baselines, delta_m_flat, delta_m_per_task, metric_changes,
                                              task_changes)
 from perception_mtl.analysis.label_efficiency import plot_label_efficiency
+from perception_mtl.analysis.paired import mean_interval, paired_differences
+from perception_mtl.analysis.ranking import concordance, seed_ranks, tied_ranks
 from perception_mtl.analysis.render import (numeric_table, plot_delta_m, plot_pareto, write_csv, write_html,
                                             write_markdown)
 from perception_mtl.analysis.results import delta_metrics, load_results, suite_spec
 
 Stat = tuple[float, float]  # (mean, std) over seeds; NaN where undefined
 MAKE_RESULTS = "python tools/benchmark.py --suite configs/benchmark/smoke.yaml"
+REFERENCE = "equal"  # the run label every row is compared with, seed by seed
 
 
 def stats(values: list[float]) -> Stat:
@@ -67,7 +73,8 @@ def build_row(runs: list[dict], base: dict[str, float], chosen: dict[str, list[s
            "params": statistics.fmean(r["params"] for r in runs),
            "train_time_s": stats([r["train_time_s"] for r in runs]),
            "latency_ms": stats([r["latency_ms"] for r in runs]),
-           "delta_m_per_task": (math.nan, math.nan), "delta_m_flat": (math.nan, math.nan), "task_change": {}}
+           "delta_m_per_task": (math.nan, math.nan), "delta_m_flat": (math.nan, math.nan), "task_change": {},
+           "delta_m_seeds": {}, "reference": False, "vs_reference": None, "seed_ranks": (), "concordance": None}
     if first["kind"] != "mtl":
         return row, notes
     lacking = [k for k in keys if any(k not in r["metrics"] for r in runs)]
@@ -76,7 +83,8 @@ def build_row(runs: list[dict], base: dict[str, float], chosen: dict[str, list[s
     usable = [k for k in keys if k in base and k not in lacking]
     changes = [metric_changes(r["metrics"], base, r["directions"], usable) for r in runs]
     if keys and len(usable) == len(keys):
-        row["delta_m_per_task"] = stats([delta_m_per_task(c) for c in changes])
+        row["delta_m_seeds"] = {r["seed"]: delta_m_per_task(c) for r, c in zip(runs, changes)}
+        row["delta_m_per_task"] = stats(list(row["delta_m_seeds"].values()))
         row["delta_m_flat"] = stats([delta_m_flat(c) for c in changes])
     per_seed = [task_changes(c) for c in changes]
     complete = [t for t in first["tasks"] if chosen.get(t) and all(k in usable for k in metric_keys(chosen, [t]))]
@@ -122,14 +130,45 @@ def build_group_rows(records: list[dict], chosen: dict[str, list[str]]) -> tuple
         row, row_notes = build_row([r for r in records if r["run"] == label], usable, chosen)
         rows.append(row)
         notes += row_notes
-    ranked = sorted((r for r in rows if r["kind"] == "mtl"),
-                    key=lambda r: (math.isnan(r["delta_m_per_task"][0]), r["delta_m_per_task"][0]))
-    for i, row in enumerate(ranked, 1):
-        row["rank"] = None if math.isnan(row["delta_m_per_task"][0]) else i
+    mtl = [r for r in rows if r["kind"] == "mtl"]
+    notes += compare(mtl)
+    ranked = sorted(mtl, key=lambda r: (r["rank"] is None, r["rank"] or 0, r["delta_m_per_task"][0]))
     order = list(chosen)
     stl = sorted((r for r in rows if r["kind"] != "mtl"),
                  key=lambda r: (order.index(r["tasks"][0]) if r["tasks"][0] in order else len(order), r["run"]))
     return ranked + stl, notes
+
+
+def is_reference(label: str) -> bool:
+    """Whether a run label is the reference (`equal`, or `equal@<value>` in a sweep)."""
+    return label.rsplit("@", 1)[0] == REFERENCE
+
+
+def compare(rows: list[dict]) -> list[str]:
+    """Fill each multi-task row's rank (ties), its paired difference to the reference run, its
+    per-seed ranks and the group's rank concordance; returns notes on what stays undefined."""
+    scores = {r["run"]: r["delta_m_seeds"] for r in rows if r["delta_m_seeds"]}
+    ranks, per_seed, agreement = tied_ranks(scores), seed_ranks(scores), concordance(scores)
+    reference = next((r for r in rows if is_reference(r["run"]) and r["delta_m_seeds"]), None)
+    for row in rows:
+        row["rank"] = ranks.get(row["run"])
+        row["seed_ranks"] = tuple(per_seed.get(row["run"], {}).values())
+        row["concordance"] = agreement if row["run"] in scores else None
+        row["reference"] = row is reference
+        if reference is not None and row["run"] in scores and row is not reference:
+            row["vs_reference"] = mean_interval(paired_differences(row["delta_m_seeds"], reference["delta_m_seeds"]))
+    notes = []
+    if scores and reference is None:
+        notes.append(f"no run labelled '{REFERENCE}' with a delta-m: the Δm − {REFERENCE} column stays empty")
+    if scores and max(len(s) for s in scores.values()) < 2:
+        notes.append("one seed: no paired interval is defined, so no two methods are told apart (all share rank 1)")
+    if agreement is None and len(scores) > 1:
+        notes.append("rank stability across seeds is undefined: it needs 3+ ranked methods and 2+ seeds that all ran")
+    elif agreement is not None:
+        notes.append(f"rank stability: Kendall's W = {agreement.w:.2f} between the {agreement.seeds} seeds' rankings "
+                     f"of {agreement.methods} methods (1 = every seed ranks them alike, 0 = no agreement; "
+                     f"Friedman p = {agreement.p:.3g})")
+    return notes
 
 
 def resolve_mode(mode: str | None, spec: dict) -> str:
