@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from perception_mtl.analysis.transfer import mtl_vs_stl, write_transfer_report
+from perception_mtl.analysis.transfer import transfer_tests, write_transfer_report
 from perception_mtl.benchmark.suite import Suite
 from perception_mtl.config import ConfigError
 
@@ -84,11 +84,15 @@ def test_transfer_flags_the_unrelated_task_and_not_the_related_one(tmp_path):
         folder = tmp_path / "runs" / r["run"] / f"seed{r['seed']}"
         folder.mkdir(parents=True)
         (folder / "result.json").write_text(json.dumps(r))
-    flags = {(c["method"], c["task"]): c["negative"] for c in mtl_vs_stl(records)}
+    changes, _ = transfer_tests(records)
+    flags = {(c["method"], c["task"]): c["negative"] for c in changes}
     assert flags == {("seg+depth", "seg"): False, ("seg+depth", "depth"): False, ("seg+noise", "seg"): True}
+    noise = next(c for c in changes if c["method"] == "seg+noise")
+    assert noise["p_holm"] == pytest.approx(3 * noise["p"])  # the smallest of 3 p-values, times 3
     report = write_transfer_report(tmp_path, "seg+noise").read_text()
     assert "| seg+noise | seg | seg/mIoU | -11.99 |" in report and "**yes**" in report
-    assert "sharing costs seg more than seed noise" in report
+    assert "Holm's step-down correction over all 3 tests" in report
+    assert "sharing costs seg more than seed noise (Welch, Holm-adjusted p < 0.05)" in report
 
 
 def test_pairs_add_one_equal_run_per_task_pair_and_need_three_tasks(tmp_path):

@@ -1,11 +1,12 @@
 """The comparison statistics against hand-computed values: paired intervals, ranks with ties,
-Kendall's W."""
+Kendall's W, Holm's correction."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
+from perception_mtl.analysis.multiplicity import holm
 from perception_mtl.analysis.paired import mean_interval, p_below_zero, paired_differences
 from perception_mtl.analysis.ranking import concordance, seed_ranks, tied_ranks
 
@@ -61,3 +62,22 @@ def test_seed_ranks_and_kendalls_w_by_hand():
 def test_concordance_needs_two_complete_seeds_and_three_methods():
     assert concordance({"x": {0: 1.0, 1: 2.0}, "y": {0: 2.0, 1: 1.0}}) is None
     assert concordance({"x": {0: 1.0, 1: 2.0}, "y": {0: 2.0}, "z": {0: 3.0, 1: 1.0}}) is None
+
+
+def test_holm_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running max 0.06
+    adjusted = holm([0.01, 0.04, 0.03, 0.005, math.nan])
+    assert adjusted[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and math.isnan(adjusted[4])
+    assert holm([0.6, 0.5]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_holm_flags_fewer_than_raw_p_values():
+    from perception_mtl.analysis.transfer import flag
+
+    # sorted 0.001, 0.01, 0.03, 0.3 times 4, 3, 2, 1: 0.004, 0.03, 0.06, 0.3. Raw 0.03 would pass,
+    # adjusted 0.06 does not; the 0.001 is an improvement, never a flag
+    tests = [{"change": -5.0, "p": 0.01}, {"change": -5.0, "p": 0.03}, {"change": +5.0, "p": 0.001},
+             {"change": -1.0, "p": 0.3}]
+    flagged = flag(tests)
+    assert [t["p_holm"] for t in flagged] == pytest.approx([0.03, 0.06, 0.004, 0.3])
+    assert [t["negative"] for t in flagged] == [True, False, False, False]

@@ -1,9 +1,8 @@
 """Negative-transfer analysis of a results folder: who hurts whom, when, and how sure we are.
 
 1. MTL vs single-task, per task and method: the change of the task's primary metric (in %,
-   signed so that negative is worse) with its spread over seeds. A task is flagged as
-   suffering negative transfer only when it is worse AND Welch's t-test (unequal variances,
-   one-sided, MTL seeds vs single-task seeds) gives p < 0.05: the drop exceeds seed noise.
+   signed so that negative is worse) with its spread over seeds, and Welch's t-test (unequal
+   variances, one-sided, MTL seeds vs single-task seeds).
 2. Gradient conflict over training, from the logged `train/grad/cos/<a>-<b>`: the cosine
    curves and the fraction of logged steps with a negative cosine (Yu et al. 2020).
 3. Inter-task affinity by lookahead (TAG, Fifty et al. 2021), from the logged
@@ -11,7 +10,10 @@
 4. With the suite's `pairs: true`, the pairwise transfer matrix (Standley et al. 2020): the
    change of each task's primary metric when it trains with one other task (equal weights)
    against training alone, with the same test as 1.
-5. A verdict per task pair from these numbers, in `transfer_report.md` with the figures.
+5. Holm's correction over every test of the report (1 and 4 together): a task is flagged as
+   suffering negative transfer only when it is worse AND its Holm-adjusted p < 0.05, so the
+   chance of any false flag in the whole report stays under 5% (`multiplicity.py`).
+6. A verdict per task pair from these numbers, in `transfer_report.md` with the figures.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from perception_mtl.analysis.multiplicity import holm  # noqa: E402
 from perception_mtl.analysis.results import load_results, suite_spec  # noqa: E402
 
 PRIMARY = {"det": "mAP50", "seg": "mIoU", "depth": "abs_rel", "scene": "weather_acc", "noise": "mse",
@@ -40,7 +43,8 @@ def _rows(path: Path) -> list[dict]:
 
 def mtl_vs_stl(records: list[dict], kind: str = "mtl") -> list[dict]:
     """Per (run label of `kind`, task): mean/std of the relative change (%, positive = better)
-    against the task's single-task runs, and the test."""
+    against the task's single-task runs, and the raw p-value of its test (not flagged yet: see
+    `transfer_tests`)."""
     stl = {r["tasks"][0]: [] for r in records if r["kind"] == "stl"}
     for r in records:
         if r["kind"] == "stl":
@@ -64,13 +68,27 @@ def mtl_vs_stl(records: list[dict], kind: str = "mtl") -> list[dict]:
                                           alternative="less" if up else "greater").pvalue)
             out.append({"method": method, "task": task, "metric": key, "change": float(change.mean()),
                         "std": float(change.std(ddof=1)) if len(change) > 1 else math.nan, "p": p,
-                        "negative": bool(change.mean() < 0 and p < ALPHA), "seeds": len(mtl)})
+                        "seeds": len(mtl)})
     return out
+
+
+def flag(tests: list[dict]) -> list[dict]:
+    """The tests with `p_holm` (Holm over all of them) and `negative` (worse and p_holm < ALPHA)."""
+    adjusted = holm([t["p"] for t in tests])
+    return [{**t, "p_holm": q, "negative": bool(t["change"] < 0 and q < ALPHA)} for t, q in zip(tests, adjusted)]
+
+
+def transfer_tests(records: list[dict]) -> tuple[list[dict], dict[tuple[str, str], dict]]:
+    """The report's tests, MTL vs single-task and the pairwise matrix, flagged after one Holm
+    correction over all of them."""
+    changes, pairs = mtl_vs_stl(records), pairwise_changes(records)
+    flagged = flag(changes + list(pairs.values()))
+    return flagged[:len(changes)], dict(zip(pairs, flagged[len(changes):]))
 
 
 def pairwise_changes(records: list[dict]) -> dict[tuple[str, str], dict]:
     """{(partner, task): the `mtl_vs_stl` entry of `task` trained with `partner` alone} from the
-    suite's "pair" runs (Standley et al. 2020's pairwise transfer)."""
+    suite's "pair" runs (Standley et al. 2020's pairwise transfer), unflagged."""
     partners = {r["run"]: r["tasks"] for r in records if r["kind"] == "pair"}
     return {(next(t for t in partners[c["method"]] if t != c["task"]), c["task"]): c
             for c in mtl_vs_stl(records, kind="pair")}
@@ -93,7 +111,7 @@ def pairwise_section(pairs: dict[tuple[str, str], dict], order: list[str], out: 
     lines = ["", "## Pairwise transfer (Standley et al. 2020)", "",
              "Change (%) of the column task's primary metric when it trains with the row task alone (equal "
              "weights) instead of by itself; positive = better, **bold** = worse beyond seed noise "
-             f"(Welch p < {ALPHA}).", "",
+             f"(Welch, Holm-adjusted p < {ALPHA}).", "",
              "| with \\ task | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
     for i in tasks:
         cells = []
@@ -101,6 +119,9 @@ def pairwise_section(pairs: dict[tuple[str, str], dict], order: list[str], out: 
             c = pairs.get((i, j))
             cells.append("" if c is None else f"**{c['change']:+.2f}**" if c["negative"] else f"{c['change']:+.2f}")
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
+    lines += ["", "| with | task | change % | p (raw) | p (Holm) |", "|---|---|---|---|---|"]
+    lines += [f"| {i} | {j} | {c['change']:+.2f} | {c['p']:.3f} | {c['p_holm']:.3f} |"
+              for i in tasks for j in tasks if (c := pairs.get((i, j))) is not None]
     return lines + ["", "![pairwise](pairwise.png)"]
 
 
@@ -198,7 +219,7 @@ def verdict(a: str, b: str, signals: dict, changes: list[dict], pairs: dict[tupl
                      "against training alone")
     hurt = sorted({c["task"] for c in changes if c["negative"] and c["task"] in (a, b)})
     if hurt:
-        parts.append(f"sharing costs {', '.join(hurt)} more than seed noise (Welch p < {ALPHA})")
+        parts.append(f"sharing costs {', '.join(hurt)} more than seed noise (Welch, Holm-adjusted p < {ALPHA})")
     return "; ".join(parts) + "." if parts else "no training signals were logged for this pair."
 
 
@@ -206,18 +227,21 @@ def write_transfer_report(results_dir: str | Path, method: str | None = None) ->
     """Write transfer_report.md and its figures into `results_dir`; returns the report path."""
     results_dir = Path(results_dir)
     records = load_results(results_dir)
-    changes = mtl_vs_stl(records)
+    changes, pairs = transfer_tests(records)
+    tested = sum(not math.isnan(c["p"]) for c in [*changes, *pairs.values()])
     methods = sorted({r["run"] for r in records if r["kind"] == "mtl"})
     lines = ["# Negative-transfer report", ""]
     lines += ["## MTL vs single-task", "",
               "Relative change of each task's primary metric against the mean of its single-task runs "
-              "(%, positive = better), mean +- std over seeds. Flagged when worse and Welch's one-sided "
-              f"t-test gives p < {ALPHA}.", "",
-              "| method | task | metric | gain % (+ = better) | std | p | negative transfer |", "|---|---|---|---|---|---|---|"]
+              "(%, positive = better), mean +- std over seeds. Welch's one-sided t-test gives the raw p; Holm's "
+              f"step-down correction over all {tested} tests of this report (this table and the pairwise matrix) "
+              f"gives the adjusted p. Flagged when worse and the Holm-adjusted p < {ALPHA}.", "",
+              "| method | task | metric | gain % (+ = better) | std | p (raw) | p (Holm) | negative transfer |",
+              "|---|---|---|---|---|---|---|---|"]
     for c in changes:
-        flag = "**yes**" if c["negative"] else ("untested (1 seed)" if math.isnan(c["p"]) else "no")
+        verdict_text = "**yes**" if c["negative"] else ("untested (1 seed)" if math.isnan(c["p"]) else "no")
         lines.append(f"| {c['method']} | {c['task']} | {c['metric']} | {c['change']:+.2f} | {c['std']:.2f} | "
-                     f"{c['p']:.3f} | {flag} |")
+                     f"{c['p']:.3f} | {c['p_holm']:.3f} | {verdict_text} |")
     if not changes:
         lines.append("\n(no single-task baselines in this folder: the comparison needs `baselines: true`)")
     if methods:
@@ -232,7 +256,6 @@ def write_transfer_report(results_dir: str | Path, method: str | None = None) ->
                       "| from \\ to | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
             lines += [f"| {i} | " + " | ".join(f"{signals['affinity'].get((i, j), math.nan):+.3g}" for j in tasks)
                       + " |" for i in tasks]
-    pairs = pairwise_changes(records)
     if pairs:
         lines += pairwise_section(pairs, list(suite_spec(results_dir).get("tasks", [])), results_dir)
     if methods:
