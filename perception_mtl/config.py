@@ -60,6 +60,7 @@ class ModelConfig:
     pretrained: bool = False  # timm's hub (needs a network)
     pretrained_path: Optional[str] = None  # a local timm checkpoint
     weights: Optional[str] = None  # "imagenet": the weights a registry package installs (models/weights.py)
+    channels_last: bool = True  # NHWC memory format for the convolutions (faster on CPU and GPU)
     freeze_at: int = 0  # freeze the stem and stages up to this timm feature level (detectron2's freeze_at)
     neck_channels: int = 64
     branch: str = "neck"  # "neck": heads share one FPN; "backbone": one FPN per task
@@ -322,11 +323,14 @@ def validate_model(cfg: DictConfig, choice) -> None:
 
     from perception_mtl.models.weights import PACKAGED
 
+    if not timm.is_model(cfg.model.backbone):
+        raise ConfigError(f"model.backbone={cfg.model.backbone!r} is not a timm model; "
+                          f"see timm.list_models(), e.g. resnet18, efficientnet_b0, convnext_atto, test_resnet")
     choice("model.weights", cfg.model.weights, [None, "imagenet"])
     if cfg.model.weights == "imagenet" and cfg.model.backbone not in PACKAGED:
         raise ConfigError(f"model.weights=imagenet: no packaged weights for model.backbone={cfg.model.backbone!r}; "
-                          f"backbones with packaged weights: {sorted(PACKAGED)}. Use model.pretrained_path=FILE "
-                          "for a local timm checkpoint of another backbone")
+                          f"backbones with packaged weights: {sorted(PACKAGED)}. Add model.weights=null to start "
+                          "from random weights, or use model.pretrained_path=FILE for a local timm checkpoint")
     if cfg.model.weights is not None and (cfg.model.pretrained or cfg.model.pretrained_path):
         raise ConfigError("model.weights, model.pretrained and model.pretrained_path are three sources of weights; "
                           "set one")
@@ -334,6 +338,3 @@ def validate_model(cfg: DictConfig, choice) -> None:
         raise ConfigError(f"model.freeze_at={cfg.model.freeze_at} must be >= 0 (0: nothing frozen)")
     if not cfg.optim.backbone_lr_mult >= 0:
         raise ConfigError(f"optim.backbone_lr_mult={cfg.optim.backbone_lr_mult} must be >= 0")
-    if not timm.is_model(cfg.model.backbone):
-        raise ConfigError(f"model.backbone={cfg.model.backbone!r} is not a timm model; "
-                          f"see timm.list_models(), e.g. resnet18, efficientnet_b0, convnext_atto, test_resnet")

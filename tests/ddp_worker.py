@@ -22,7 +22,7 @@ from perception_mtl.engine.trainer import Trainer  # noqa: E402
 
 # every task loss is a mean of per-sample losses and no layer mixes samples (LayerNorm/GroupNorm,
 # no BatchNorm), so N ranks with batch B must take exactly the step of one process with N*B
-DDP_EQUIVALENT = ["model.backbone=test_convnext", "tasks=[scene,noise]", "train.steps=3", "train.threads=1",
+DDP_EQUIVALENT = ["model.backbone=test_convnext", "model.weights=null", "tasks=[scene,noise]", "train.steps=3", "train.threads=1",
                   "train.best_metric=noise/mse", "train.checkpoint_every=2"]
 
 

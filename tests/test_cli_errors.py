@@ -37,10 +37,13 @@ CASES = [  # tool, arguments, what the message must say
     ("bench_balancers", ["--methods", "nope"], "choose from"),
     ("bench_balancers", ["train.stepz=3"], "unknown key 'train.stepz'"),
     ("bench_balancers", ["--steps", "0"], "--steps must be >= 1"),
-    ("bench_balancers", [f"data.root={NOWHERE}", "model.backbone=test_resnet"], "make_synthetic.py"),
-    ("bench_sharing", [f"data.root={NOWHERE}", "model.backbone=test_resnet"], "make_synthetic.py"),
+    ("bench_balancers", [f"data.root={NOWHERE}", "model.backbone=test_resnet", "model.weights=null"], "make_synthetic.py"),
+    ("bench_sharing", [f"data.root={NOWHERE}", "model.backbone=test_resnet", "model.weights=null"], "make_synthetic.py"),
     ("bench_sharing", ["--schemes", "nope"], "--schemes must include hard"),
     ("bench_sharing", ["--steps", "-1"], "--steps must be >= 1"),
+    ("bench_speed", ["--steps", "0"], "--steps and --eval-frames must be >= 1"),
+    ("bench_speed", ["model.backbone=resnet18"], "Add model.weights=null"),
+    ("bench_speed", [f"data.root={NOWHERE}"], "make_synthetic.py"),
 ]
 
 

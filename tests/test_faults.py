@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _suite(tmp_path: Path, world: Path) -> Path:
     suite = tmp_path / "kill.yaml"
     suite.write_text(f"""name: kill
-config: {{data.root: {world}, data.size: [64, 128], data.workers: 0, model.backbone: test_resnet,
+config: {{data.root: {world}, data.size: [64, 128], data.workers: 0, model.backbone: test_resnet, model.weights: null,
           train.steps: 4, train.batch_size: 2, train.log_every: 1, train.eval_every: 1000,
           train.checkpoint_every: 1, optim.warmup_steps: 2, task.det.topk_candidates: 200}}
 wandb: {{mode: disabled}}

@@ -112,6 +112,6 @@ def test_bad_config_exits_2_before_any_work(override, expected):
 
 def test_missing_dataset_exits_2_with_the_make_command(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), f"data.root={tmp_path}/none",
-                           "model.backbone=test_resnet", "wandb.mode=disabled", f"output_dir={tmp_path}/o"],
+                           "model.backbone=test_resnet", "model.weights=null", "wandb.mode=disabled", f"output_dir={tmp_path}/o"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "tools/make_synthetic.py" in proc.stderr

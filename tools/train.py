@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from perception_mtl.config import ConfigError, load_config  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
+from perception_mtl.models.weights import WeightsError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         trainer = Trainer(cfg)
     except DatasetError as err:
         p.exit(2, f"data error: {err}\n")
+    except WeightsError as err:  # the weights' package is missing or its file is damaged
+        p.exit(2, f"weights error: {err}\n")
     except ConfigError as err:  # e.g. train.device=cuda where there is no GPU
         p.exit(2, f"config error: {err}\n")
     from perception_mtl.engine import distributed

@@ -20,7 +20,8 @@ class Backbone(nn.Module):
     """images (B, 3, H, W) in [0, 1] -> {stride: features (B, C_s, H/s, W/s)}."""
 
     def __init__(self, name: str, out_indices: tuple[int, ...] | None = None, pretrained: bool = False,
-                 pretrained_path: str | None = None, weights: str | None = None, freeze_at: int = 0):
+                 pretrained_path: str | None = None, weights: str | None = None, freeze_at: int = 0,
+                 channels_last: bool = False):
         super().__init__()
         if out_indices is None:  # the levels at strides 4..32, wherever a model puts them
             probe = timm.create_model(name, features_only=True, pretrained=False)
@@ -44,6 +45,7 @@ class Backbone(nn.Module):
         if weights == "imagenet":
             load_imagenet(self.body, name)
         self.frozen = self._freeze(freeze_at)
+        self.channels_last = channels_last  # NHWC inputs: NHWC weights with NCHW inputs run several times slower
         self.channels: list[int] = self.body.feature_info.channels()
         self.strides: list[int] = self.body.feature_info.reduction()
         cfg = getattr(self.body, "pretrained_cfg", {}) or {}
@@ -54,7 +56,7 @@ class Backbone(nn.Module):
     def from_config(cls, m: DictConfig) -> "Backbone":
         """The backbone of `cfg.model`."""
         indices = tuple(m.out_indices) if m.out_indices is not None else None
-        return cls(m.backbone, indices, m.pretrained, m.pretrained_path, m.weights, m.freeze_at)
+        return cls(m.backbone, indices, m.pretrained, m.pretrained_path, m.weights, m.freeze_at, m.channels_last)
 
     def _freeze(self, freeze_at: int) -> list[str]:
         """Freeze the stem and the stages up to timm feature level `freeze_at - 1`, counting every
@@ -82,5 +84,8 @@ class Backbone(nn.Module):
         return names
 
     def forward(self, images: torch.Tensor) -> dict[int, torch.Tensor]:
-        feats = self.body((images - self.mean) / self.std)
+        images = (images - self.mean) / self.std
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        feats = self.body(images)
         return dict(zip(self.strides, feats))
