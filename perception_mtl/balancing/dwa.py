@@ -15,12 +15,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from perception_mtl.balancing import BALANCERS
+from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.engine.distributed import global_values
 
 
 @BALANCERS.register("dwa")
+@variants("epochs of `period` steps")
 class DynamicWeightAverage(Balancer):
     def __init__(self, tasks: list[str], temperature: float = 2.0, period: int = 50):
         super().__init__(tasks)

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from perception_mtl.balancing import BALANCERS
+from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.engine.distributed import global_values
 
@@ -30,6 +30,7 @@ EPS = 1e-8
 
 
 @BALANCERS.register("famo")
+@variants(update={"next_batch": "logits stepped on the next batch's losses"})
 class FAMO(Balancer):
     def __init__(self, tasks: list[str], lr: float = 0.025, weight_decay: float = 1e-3,
                  update: str = "same_batch"):

@@ -11,10 +11,11 @@ Since G_i = w_i ||grad_W L_i||, dL_grad/dw_i = sign(G_i - target_i) ||grad_W L_i
 use this closed form rather than a double backward (create_graph), which gives the same
 gradient at no extra cost.
 
-W: `space="representation"` (default) is the output of the last shared layer (the shared
-features the heads read), so the per-task norms cost one backward through each head and the
-network's backward is still a single pass through the backbone. `space="parameter"` is the
-paper's choice, the weights of the last shared layer (`model.last_shared_parameters()`).
+W: `space="parameter"` (default, registered as `gradnorm`) is the paper's choice, the weights of
+the last shared layer (`model.last_shared_parameters()`). `space="representation"` (registered
+as `gradnorm-rep`, a labelled variant) takes the output of the last shared layer instead (the
+shared features the heads read), so the per-task norms cost one backward through each head and
+the network's backward is still a single pass through the backbone.
 
 Where well-known implementations depart from the paper, and what we do:
 - LibMTL parametrises w = T softmax(logits) and updates the logits with the network's own
@@ -30,16 +31,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from perception_mtl.balancing import BALANCERS
+from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, task_gradients
 from perception_mtl.engine import distributed
 
 
+REPRESENTATION_NORMS = "norms on the shared features (representation space)"
+
+
 @BALANCERS.register("gradnorm")
+@variants(space={"representation": REPRESENTATION_NORMS})
 class GradNorm(Balancer):
+    spaces = ("parameter", "representation")
+
     def __init__(self, tasks: list[str], alpha: float = 1.5, lr: float = 0.025,
-                 space: str = "representation", min_weight: float = 1e-3):
+                 space: str = "parameter", min_weight: float = 1e-3):
         super().__init__(tasks)
         if space not in ("representation", "parameter"):
             raise ValueError(f"gradnorm space={space!r}; choose from ['parameter', 'representation']")
@@ -96,3 +103,13 @@ class GradNorm(Balancer):
 
     def set_extra_state(self, state: dict) -> None:
         self.adam.load_state_dict(state["adam"])
+
+
+@BALANCERS.register("gradnorm-rep")
+@variants(REPRESENTATION_NORMS)
+def gradnorm_rep(tasks: list[str], alpha: float = 1.5, lr: float = 0.025, min_weight: float = 1e-3) -> GradNorm:
+    """GradNorm with the norms taken on the shared features (`space="representation"`)."""
+    return GradNorm(tasks, alpha, lr, "representation", min_weight)
+
+
+gradnorm_rep.spaces = ("representation",)

@@ -4,11 +4,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from perception_mtl.balancing import BALANCERS
+from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer
 
 
 @BALANCERS.register("static")
+@variants()
 class StaticBalancer(Balancer):
     """Fixed per-task weights `weights` ({task: alpha}); tasks not named get 1."""
 
@@ -26,6 +27,7 @@ class StaticBalancer(Balancer):
 
 
 @BALANCERS.register("equal")
+@variants()
 class EqualBalancer(StaticBalancer):
     """All task weights 1."""
 

@@ -19,7 +19,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from perception_mtl.balancing import BALANCERS
+from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
 
 FORMS = {"regression": 0.5, "classification": 1.0}  # factor on exp(-s_i) L_i
@@ -29,6 +29,7 @@ DEFAULT_FORMS = MappingProxyType({"det": "classification", "seg": "classificatio
 
 
 @BALANCERS.register("uncertainty")
+@variants()
 class UncertaintyWeighting(Balancer):
     """`forms`: {task: "regression" | "classification"}; tasks not named use "regression"."""
 
