@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,16 @@ def test_smoke_suite_writes_a_leaderboard_with_numbers(smoke):
     assert float(equal["seg/mIoU_mean"]) > 0 and equal["delta_m_per_task_mean"] != ""
     record = json.loads((out / "runs/equal/seed0/result.json").read_text())
     assert record["params"] > 0 and record["latency_ms"] > 0 and record["train_time_s"] > 0
+    test = record["test"]  # the checkpoint selected on val, evaluated once on the 12 held-out frames
+    assert (test["split"], test["checkpoint"], test["frames"], test["step"]) == ("test", "best.pt", 12, 24)
+    assert set(test["metrics"]) == set(record["metrics"]) and test["metrics"] != record["metrics"]
+    stl_det = json.loads((out / "runs/stl-det/seed0/result.json").read_text())
+    assert stl_det["test"]["checkpoint"] == "last.pt"  # no seg/mIoU to select on: the last checkpoint
+    tested = [json.loads((out / f"runs/equal/seed{k}/result.json").read_text())["test"] for k in (0, 1)]
+    assert float(equal["seg/mIoU_mean"]) == pytest.approx(statistics.fmean(t["metrics"]["seg/mIoU"] for t in tested))
+    assert "metrics on the held-out test split; checkpoints selected on val" in (out / "leaderboard.md").read_text()
     report = (out / "transfer_report.md").read_text()
+    assert "All numbers: metrics on the held-out test split" in report
     assert "## Verdicts" in report and "Lookahead affinity" in report
     assert (out / "affinity.png").exists() and (out / "conflict_heatmap.png").exists()
 
@@ -52,6 +62,51 @@ def test_rerunning_a_suite_skips_finished_runs(smoke):
     _, _, again = smoke
     lines = [line for line in again.splitlines() if line.startswith("[")]
     assert len(lines) == 14 and all("done, skipped" in line for line in lines)
+
+
+def test_a_suite_without_its_test_split_names_the_command_that_renders_one(tiny_world, tmp_path):
+    from perception_mtl.benchmark.runner import run_suite
+    from perception_mtl.data.files import DatasetError
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\nconfig: {{data.root: {tiny_world}, model.backbone: test_resnet, model.weights: null}}\n"
+                     "tasks: [seg]\nseeds: [0]\nmethods: [equal]\ntest: {split: test, limit: 5}\n")
+    with pytest.raises(DatasetError, match=r"split 'test' is missing .*make_synthetic.py --out .* --test 500"):
+        run_suite(Suite.load(suite), tmp_path / "out")
+    assert not (tmp_path / "out" / "runs").exists()  # before any training
+
+
+def test_a_world_folder_unlike_the_suites_world_is_an_error(tmp_path):
+    from perception_mtl.benchmark.runner import ensure_world
+
+    (tmp_path / "world.json").write_text(json.dumps({"train": 24, "val": 12, "height": 64, "width": 128}))
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\nworld: {{train: 24, val: 12, test: 12, height: 64, width: 128}}\n"
+                     f"config: {{data.root: {tmp_path}, model.backbone: test_resnet, model.weights: null}}\n"
+                     "tasks: [seg]\nseeds: [0]\nmethods: [equal]\n")
+    with pytest.raises(ConfigError, match="'test': 0.*'test': 12.*delete"):
+        ensure_world(Suite.load(suite))
+
+
+@pytest.mark.parametrize("test, why", [("{split: val}", "not held out"), ("{limit: 0}", "must be a frame count"),
+                                       ("{splits: test}", "keys \\['limit', 'split'\\]")])
+def test_a_bad_test_setting_is_named(tmp_path, test, why):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\ntasks: [seg]\nseeds: [0]\nmethods: [equal]\ntest: {test}\n")
+    with pytest.raises(ConfigError, match=why):
+        Suite.load(suite)
+
+
+def test_the_reports_use_test_metrics_only_when_every_run_has_them():
+    from perception_mtl.analysis.results import on_reported_split
+
+    val, test = {"seg/mIoU": 0.5}, {"seg/mIoU": 0.4}
+    both = [{"run": "a", "metrics": val, "test": {"split": "test", "metrics": test}},
+            {"run": "b", "metrics": val, "test": {"split": "test", "metrics": test}}]
+    records, split, notes = on_reported_split(both)
+    assert split == "test" and records[0]["metrics"] == test and records[0]["val_metrics"] == val and not notes
+    records, split, notes = on_reported_split([both[0], {"run": "b", "metrics": val}])
+    assert split == "val" and records[0]["metrics"] == val and "none for b" in notes[0]
 
 
 def test_a_bad_suite_fails_before_any_work(tmp_path):

@@ -16,9 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omegaconf import OmegaConf  # noqa: E402
-
-from perception_mtl.config import ConfigError, load_config  # noqa: E402
+from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
 
 
@@ -32,32 +30,17 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if not Path(args.checkpoint).is_file():
         p.exit(2, f"error: no checkpoint at {args.checkpoint}\n")
-    import torch
-
-    from perception_mtl.engine.checkpoint import load_checkpoint
-    from perception_mtl.engine.distributed import resolve_device
-    from perception_mtl.data.build import val_loaders
-    from perception_mtl.engine.evaluator import evaluate_parts
-    from perception_mtl.engine.trainer import build_tasks
-    from perception_mtl.models import build_model
+    from perception_mtl.engine.checkpoint_eval import evaluate_checkpoint, open_checkpoint
 
     try:
-        state = load_checkpoint(args.checkpoint)
-        cfg = load_config(None, list(args.overrides), defaults=None, base=OmegaConf.create(state["config"]))
-        loaders = val_loaders(cfg, args.split, args.limit)
-        device = resolve_device(cfg.train.device)  # train.device=cpu evaluates a GPU run on the CPU
+        opened = open_checkpoint(args.checkpoint, args.split, args.limit, args.overrides)
     except (ConfigError, DatasetError, RuntimeError) as err:
         p.exit(2, f"error: {err}\n")
-    tasks = build_tasks(cfg)
-    model = build_model(cfg, tasks)
-    model.load_state_dict(state["model"])
-    model.to(device)
+    cfg, state = opened.cfg, opened.state
     start = time.perf_counter()
-    with torch.inference_mode():
-        metrics, _ = evaluate_parts(model, tasks, loaders, tuple(cfg.data.size), args.save_predictions,
-                                    cfg.data.seg_classes)
+    metrics = evaluate_checkpoint(opened, args.save_predictions)
     elapsed = time.perf_counter() - start
-    n = sum(len(loader.dataset) for loader, _ in loaders.values())
+    n = opened.frames
     out = Path(args.checkpoint).with_name(f"eval_{args.split}.json")
     out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "step": state["step"], **metrics}, indent=2))
     print(f"{args.split}: {n} frames in {elapsed:.1f} s ({n / elapsed:.1f} images/s, batch {cfg.train.batch_size})")

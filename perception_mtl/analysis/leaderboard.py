@@ -24,7 +24,7 @@ from perception_mtl.analysis.paired import mean_interval, paired_differences
 from perception_mtl.analysis.ranking import concordance, seed_ranks, tied_ranks
 from perception_mtl.analysis.render import (numeric_table, plot_delta_m, plot_pareto, write_csv, write_html,
                                             write_markdown)
-from perception_mtl.analysis.results import delta_metrics, load_results, suite_spec
+from perception_mtl.analysis.results import delta_metrics, load_results, on_reported_split, split_words, suite_spec
 
 Stat = tuple[float, float]  # (mean, std) over seeds; NaN where undefined
 MAKE_RESULTS = "python tools/benchmark.py --suite configs/benchmark/smoke.yaml"
@@ -219,11 +219,13 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
     if not records:
         raise FileNotFoundError(f"no runs/*/seed*/result.json under {results_dir}; make them with {MAKE_RESULTS}")
     records = [r for r in records if r["kind"] != "pair"]  # task-pair runs feed the transfer report only
+    records, split, split_notes = on_reported_split(records)
     spec = suite_spec(results_dir)
     chosen = delta_metrics(spec, records)
     aux = aux_metrics(records, chosen)
     chosen = {**chosen, **aux}
     rows, notes = build_rows(records, chosen)
+    notes = split_notes + notes
     if aux:
         notes.append(f"auxiliary tasks ({', '.join(aux)}): their columns are reported, never part of delta-m")
     keys = metric_keys(chosen)
@@ -238,7 +240,7 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
             drawn.append(paths[name])
         else:
             paths[name].unlink(missing_ok=True)  # a stale plot of an earlier call must not survive
-    title = f"perception_mtl leaderboard: {spec.get('name', results_dir.name)}"
+    title = f"perception_mtl leaderboard: {spec.get('name', results_dir.name)} ({split_words(split)})"
     write_markdown(rows, keys, directions, notes, title, drawn, paths["md"])
     columns, data = numeric_table(rows, keys)
     write_csv(columns, data, paths["csv"])

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from perception_mtl.analysis.multiplicity import holm  # noqa: E402
-from perception_mtl.analysis.results import load_results, suite_spec  # noqa: E402
+from perception_mtl.analysis.results import load_results, on_reported_split, split_words, suite_spec  # noqa: E402
 
 PRIMARY = {"det": "mAP50", "seg": "mIoU", "depth": "abs_rel", "scene": "weather_acc", "noise": "mse",
            "drivable": "mIoU"}
@@ -226,11 +226,11 @@ def verdict(a: str, b: str, signals: dict, changes: list[dict], pairs: dict[tupl
 def write_transfer_report(results_dir: str | Path, method: str | None = None) -> Path:
     """Write transfer_report.md and its figures into `results_dir`; returns the report path."""
     results_dir = Path(results_dir)
-    records = load_results(results_dir)
+    records, split, split_notes = on_reported_split(load_results(results_dir))
     changes, pairs = transfer_tests(records)
     tested = sum(not math.isnan(c["p"]) for c in [*changes, *pairs.values()])
     methods = sorted({r["run"] for r in records if r["kind"] == "mtl"})
-    lines = ["# Negative-transfer report", ""]
+    lines = ["# Negative-transfer report", "", f"All numbers: {split_words(split)}.", *split_notes, ""]
     lines += ["## MTL vs single-task", "",
               "Relative change of each task's primary metric against the mean of its single-task runs "
               "(%, positive = better), mean +- std over seeds. Welch's one-sided t-test gives the raw p; Holm's "

@@ -4,6 +4,11 @@ A run is finished when its `result.json` exists and parses (the contract in
 `analysis/results.py`; it is written to a temporary file and renamed, so a kill never leaves a
 half-written one); an unfinished run resumes from its `last.pt`, so a killed suite loses at most
 the steps since the last checkpoint and never redoes a finished run.
+
+With the suite's `test`, each finished run's selected checkpoint (`best.pt`, which training keeps
+for the best `train.best_metric` on val, else `last.pt`) is evaluated once on the held-out split
+(`engine/checkpoint_eval.py`, the code of `tools/evaluate.py`) and stored in result.json under
+"test"; a run already evaluated on that split and limit is not evaluated again.
 """
 from __future__ import annotations
 
@@ -12,23 +17,51 @@ import os
 import shutil
 import statistics
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from perception_mtl.benchmark.suite import Run, Suite
+from perception_mtl.config import ConfigError
+from perception_mtl.data.build import val_loaders
+from perception_mtl.data.files import DatasetError
 from perception_mtl.data.world.generate import WorldSpec, generate
+from perception_mtl.engine.checkpoint_eval import evaluate_checkpoint, open_checkpoint
 from perception_mtl.engine.trainer import Trainer
 
 
 def ensure_world(suite: Suite) -> None:
-    """Render the suite's driving world into `data.root` when the suite asks and it is absent."""
+    """Render the suite's driving world into `data.root` when the suite asks and it is absent; a
+    world already there must be the one the suite describes."""
     spec = suite.spec.get("world")
+    if not spec:
+        return
     root = Path((suite.spec.get("config") or {}).get("data.root", "datasets/generated/world"))
-    if spec and not (root / "world.json").exists():
-        print(f"rendering the suite's world into {root} ...", flush=True)
-        world = WorldSpec(**spec)
-        generate(root, world, workers=1 if world.train + world.val <= 200 else None, progress=True)
+    world = WorldSpec(**spec)
+    if (root / "world.json").exists():
+        found = WorldSpec(**json.loads((root / "world.json").read_text()))  # keys added since: their defaults
+        if found != world:
+            raise ConfigError(f"{root} holds a world rendered as {asdict(found)}, the suite's world: is "
+                              f"{asdict(world)}; delete {root} to render the suite's, or point data.root elsewhere")
+        return
+    print(f"rendering the suite's world into {root} ...", flush=True)
+    generate(root, world, workers=1 if world.train + world.val + world.test <= 200 else None, progress=True)
+
+
+def check_test_split(suite: Suite) -> None:
+    """Before any training: the suite's `test` split must exist under its data root."""
+    if suite.test is None:
+        return
+    cfg = suite.config(suite.runs()[0], "/tmp/unused")
+    try:
+        val_loaders(cfg, suite.test["split"], limit=1)
+    except DatasetError as err:
+        root = cfg.data.root
+        raise DatasetError(f"the suite's test split '{suite.test['split']}' is missing under {root} "
+                           f"({str(err).splitlines()[0]}). Render a world with one: python tools/make_synthetic.py "
+                           f"--out {root} --train 3000 --val 500 --test 500 (or give the suite's world: a test: "
+                           "<frames> and delete the folder)") from err
 
 
 def latency_ms(model: torch.nn.Module, size: tuple[int, int], repeats: int = 20) -> float:
@@ -46,6 +79,13 @@ def latency_ms(model: torch.nn.Module, size: tuple[int, int], repeats: int = 20)
             if i >= 3:
                 times.append(1000 * (time.perf_counter() - tic))
     return statistics.median(times)
+
+
+def write_record(run_dir: Path, record: dict) -> None:
+    """result.json through a temporary file and a rename: a kill never leaves half a file."""
+    tmp = run_dir / ".result.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, run_dir / "result.json")
 
 
 def train_run(suite: Suite, run: Run, results_dir: Path) -> dict:
@@ -68,19 +108,44 @@ def train_run(suite: Suite, run: Run, results_dir: Path) -> dict:
         "latency_ms": latency_ms(trainer.model, tuple(cfg.data.size)),
         "steps": trainer.step,
     }
-    tmp = out / ".result.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, out / "result.json")
+    write_record(out, record)
     return record
 
 
-def finished(run_dir: Path) -> bool:
-    """Whether `run_dir` holds a complete result.json (an unreadable one means: train again)."""
+def selected_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint training selected on val: best.pt (best `train.best_metric`), else last.pt."""
+    return run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
+
+
+def evaluate_on_test(run_dir: Path, record: dict, test: dict) -> dict:
+    """Evaluate the run's selected checkpoint on the held-out split once; returns the record with
+    its "test" entry (split, limit, checkpoint, step, frames, metrics), also written to result.json."""
+    checkpoint = selected_checkpoint(run_dir)
+    opened = open_checkpoint(checkpoint, test["split"], test["limit"])
+    metrics = evaluate_checkpoint(opened, progress=False)
+    record = {**record, "test": {**test, "checkpoint": checkpoint.name, "step": opened.state["step"],
+                                 "frames": opened.frames, "metrics": metrics}}
+    write_record(run_dir, record)
+    return record
+
+
+def read_record(run_dir: Path) -> dict | None:
+    """The run's result.json, or None when absent or unreadable (which means: train again)."""
     try:
-        json.loads((run_dir / "result.json").read_text())
-        return True
+        return json.loads((run_dir / "result.json").read_text())
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def has_test(record: dict, test: dict) -> bool:
+    """Whether the record already holds the evaluation on `test`'s split and limit."""
+    done = record.get("test") or {}
+    return (done.get("split"), done.get("limit")) == (test["split"], test["limit"])
+
+
+def headline(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{key} {value:.3f}" for key, value in metrics.items()
+                     if key.split("/")[1] in ("mAP50", "mIoU", "abs_rel", "delta1", "mse"))
 
 
 def run_suite(suite: Suite, results_dir: Path | None = None) -> Path:
@@ -89,17 +154,22 @@ def run_suite(suite: Suite, results_dir: Path | None = None) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(suite.path, results_dir / "suite.yaml")
     ensure_world(suite)
+    check_test_split(suite)
     runs = suite.runs()
     for k, run in enumerate(runs, 1):
-        done = finished(results_dir / run.folder)
-        print(f"[{k}/{len(runs)}] {run.label} seed {run.seed}: {'done, skipped' if done else 'training'}", flush=True)
-        if not done:
+        record = read_record(results_dir / run.folder)
+        print(f"[{k}/{len(runs)}] {run.label} seed {run.seed}: {'done, skipped' if record else 'training'}",
+              flush=True)
+        if record is None:
             tic = time.perf_counter()
             record = train_run(suite, run, results_dir)
-            shown = ", ".join(f"{key} {value:.3f}" for key, value in record["metrics"].items()
-                              if key.split("/")[1] in ("mAP50", "mIoU", "abs_rel", "delta1", "mse"))
-            print(f"[{k}/{len(runs)}] {run.label} seed {run.seed}: {shown} ({time.perf_counter() - tic:.0f} s)",
-                  flush=True)
+            print(f"[{k}/{len(runs)}] {run.label} seed {run.seed}: {headline(record['metrics'])} "
+                  f"({time.perf_counter() - tic:.0f} s)", flush=True)
+        if suite.test is not None and not has_test(record, suite.test):
+            tic = time.perf_counter()
+            record = evaluate_on_test(results_dir / run.folder, record, suite.test)
+            print(f"    {suite.test['split']} ({record['test']['checkpoint']}, {record['test']['frames']} frames): "
+                  f"{headline(record['test']['metrics'])} ({time.perf_counter() - tic:.0f} s)", flush=True)
     from perception_mtl.analysis.leaderboard import write_leaderboard
     from perception_mtl.analysis.transfer import write_transfer_report
 

@@ -14,20 +14,25 @@ multi-task run per balancer, read from `configs/benchmark/<name>.yaml`.
                                                      # compared with the baselines of the same value
     pairs: true  # optional, 3+ tasks: one equal-weight run per task pair ("pair-<a>+<b>", kind "pair"), for
                  # the pairwise transfer matrix of Standley et al. 2020 in the transfer report
+    test: {split: test, limit: 500}  # optional: after training, each run's selected checkpoint (best.pt on val,
+                                     # else last.pt) is evaluated once on this held-out split; the leaderboard and
+                                     # the transfer report then report it. `world:` renders it with `test: <frames>`
 """
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from perception_mtl.config import ConfigError, load_config
+from perception_mtl.data.world.generate import WorldSpec
 
 KEYS = {"name", "description", "world", "config", "tasks", "seeds", "baselines", "methods", "delta_metrics",
-        "output_dir", "wandb", "sweep", "pairs"}
+        "output_dir", "wandb", "sweep", "pairs", "test"}
+TEST_KEYS = {"split", "limit"}
 
 
 @dataclass
@@ -73,6 +78,8 @@ class Suite:
         if spec.get("pairs") and len(spec["tasks"]) < 3:
             raise ConfigError(f"{path}: pairs needs 3 or more tasks; with {len(spec['tasks'])} the pair is the "
                               "multi-task run itself")
+        check_world(path, spec.get("world"))
+        check_test(path, spec.get("test"))
         suite = cls(spec["name"], path, spec)
         for run in suite.runs():  # every run's config must be valid before any work starts
             suite.config(run, "/tmp/unused")
@@ -81,6 +88,12 @@ class Suite:
     @property
     def output_dir(self) -> Path:
         return Path(self.spec.get("output_dir", f"runs/benchmark/{self.name}"))
+
+    @property
+    def test(self) -> dict | None:
+        """{"split": ..., "limit": ...} of the held-out evaluation, or None without `test`."""
+        test = self.spec.get("test")
+        return None if test is None else {"split": test.get("split", "test"), "limit": test.get("limit")}
 
     def runs(self) -> list[Run]:
         """Every run; with a `sweep`, every run at each swept value."""
@@ -122,6 +135,29 @@ class Suite:
                                   f"train.seed={run.seed}", f"output_dir={output_dir}", "resume=true",
                                   f"wandb.group={self.name}", f"wandb.tags=[{','.join(tags)}]",
                                   *(f"wandb.{k}={_value(v)}" for k, v in wandb.items())])
+
+
+def check_world(path: Path, world: Any) -> None:
+    """`world` is absent or a mapping of `WorldSpec` fields (train, val, test frames, size, seed, ...)."""
+    valid = [f.name for f in fields(WorldSpec)]
+    if world is not None and (not isinstance(world, dict) or set(world) - set(valid)):
+        raise ConfigError(f"{path}: world must be a mapping with keys from {valid}, e.g. "
+                          "{train: 24, val: 12, test: 12, height: 64, width: 128, seed: 11}")
+
+
+def check_test(path: Path, test: Any) -> None:
+    """`test` is absent or {split: <a split other than train and val>, limit: <frames or null>}."""
+    if test is None:
+        return
+    if not isinstance(test, dict) or set(test) - TEST_KEYS:
+        raise ConfigError(f"{path}: test must be a mapping with keys {sorted(TEST_KEYS)}, e.g. "
+                          "{split: test, limit: 500}")
+    if test.get("split", "test") in ("train", "val"):
+        raise ConfigError(f"{path}: test.split={test['split']} is not held out (val selects the checkpoints); "
+                          "use a split of its own, e.g. test")
+    limit = test.get("limit")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"{path}: test.limit={limit!r} must be a frame count >= 1 or null (all frames)")
 
 
 def _value(v: Any) -> str:

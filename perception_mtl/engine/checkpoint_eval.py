@@ -1,0 +1,59 @@
+"""Evaluate a saved checkpoint on a split: what `tools/evaluate.py` and the benchmark runner's
+held-out test evaluation share.
+
+`open_checkpoint` reads the checkpoint, its config (with key=value `overrides`), the split's
+loaders and the device, raising ConfigError, DatasetError or RuntimeError before any model is
+built; `evaluate_checkpoint` rebuilds the model from the config, loads the weights and returns
+the same metric keys as training's evaluation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from perception_mtl.config import load_config
+from perception_mtl.data.build import val_loaders
+from perception_mtl.engine.checkpoint import load_checkpoint
+from perception_mtl.engine.distributed import resolve_device
+from perception_mtl.engine.evaluator import evaluate_parts
+from perception_mtl.engine.trainer import build_tasks
+from perception_mtl.models import build_model
+
+
+@dataclass
+class OpenCheckpoint:
+    state: dict
+    cfg: DictConfig
+    loaders: dict
+    device: torch.device
+
+    @property
+    def frames(self) -> int:
+        return sum(len(loader.dataset) for loader, _ in self.loaders.values())
+
+
+def open_checkpoint(checkpoint: str | Path, split: str = "val", limit: int | None = None,
+                    overrides: list[str] | tuple[str, ...] = ()) -> OpenCheckpoint:
+    """The checkpoint's state, its config with `overrides`, the loaders of `split` (first `limit`
+    frames) and the device (`train.device=cpu` evaluates a GPU run on the CPU)."""
+    state = load_checkpoint(checkpoint)
+    cfg = load_config(None, list(overrides), defaults=None, base=OmegaConf.create(state["config"]))
+    return OpenCheckpoint(state, cfg, val_loaders(cfg, split, limit), resolve_device(cfg.train.device))
+
+
+def evaluate_checkpoint(opened: OpenCheckpoint, save_dir: str | Path | None = None,
+                        progress: bool = True) -> dict[str, float]:
+    """{"<task>/<metric>": value} of the checkpoint's model on its loaders; predictions exported
+    to `save_dir` when given."""
+    cfg = opened.cfg
+    tasks = build_tasks(cfg)
+    model = build_model(cfg, tasks)
+    model.load_state_dict(opened.state["model"])
+    model.to(opened.device)
+    with torch.inference_mode():
+        metrics, _ = evaluate_parts(model, tasks, opened.loaders, tuple(cfg.data.size), save_dir, cfg.data.seg_classes,
+                                    progress)
+    return metrics
