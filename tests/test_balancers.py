@@ -190,7 +190,10 @@ def test_dwa_weights_follow_the_descent_rates():
 
 
 STATEFUL = [("gradnorm", {}), ("dwa", {"period": 3}), ("famo", {}), ("famo", {"update": "next_batch"}),
-            ("uncertainty", {})]
+            ("uncertainty", {}), ("imtl_l", {}), ("stch", {"warmup": 2, "period": 3}), ("db_mtl", {}),
+            ("excessmtl", {}), *[(name, {"space": space}) for name in ("nashmtl", "gradvac", "pcd")
+                                 for space in ("parameter", "representation")],
+            ("cr_mogm", {"base": "imtl_g"}), ("cr_mogm", {"base": "imtl_g", "space": "representation"})]
 
 
 @pytest.mark.parametrize("name,params", STATEFUL)

@@ -27,18 +27,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from perception_mtl.balancing import BALANCERS, balancer_options, build_balancer  # noqa: E402
+from perception_mtl.balancing import BALANCERS, balancer_spaces, build_balancer  # noqa: E402
 from perception_mtl.config import ConfigError, load_config  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
 from perception_mtl.data.collate import collate  # noqa: E402
 from perception_mtl.engine.trainer import Trainer  # noqa: E402
 
+ORDER = ["loss", "representation", "parameter"]
+
+
 def variants(methods: list[str]) -> list[str]:
-    """Method names, with ':representation' / ':parameter' for gradient methods with a space."""
+    """Method names, with ':<space>' for methods that run in more than one space (representation
+    first)."""
     out = []
     for name in methods:
-        if "space" in balancer_options(name.split(":")[0]) and ":" not in name:
-            out += [f"{name}:representation", f"{name}:parameter"]
+        spaces = balancer_spaces(name.split(":")[0])
+        if len(spaces) > 1 and ":" not in name:
+            out += [f"{name}:{space}" for space in sorted(spaces, key=ORDER.index)]
         else:
             out.append(name)
     return out
@@ -151,7 +156,7 @@ def main() -> None:
     print("|" + "---|" * (header.count("|") - 1))
     for variant in runs:
         name, params = params_of(variant)
-        space = params.get("space", "loss")
+        space = params.get("space", balancer_spaces(name)[0])
         if name == "famo":
             space = f"loss, {params.get('update', 'same_batch')}"
         med = statistics.median(times[variant])

@@ -111,15 +111,17 @@ CR_MOGM_BASES = ["aligned_mtl", "cagrad", "dualproj", "fairgrad", "imtl_g", "mgd
 
 
 class AggregatorBalancer(Balancer):
-    """Aggregates the per-task gradients with the aggregator `make(n_tasks)` builds, in parameter or
-    representation space; one aggregator per subset of tasks present in a batch."""
+    """Aggregates the per-task gradients in parameter or representation space with `aggregator`
+    (one instance for every batch) or with the one `aggregator(n_tasks)` builds for each subset of
+    tasks present in a batch."""
 
-    def __init__(self, tasks: list[str], make: Callable[[int], Aggregator], space: str = "parameter",
-                 parallel_chunk_size: int | None = None, max_norm: float | None = None, min_tasks: int = 1,
-                 primary: str | None = None):
+    def __init__(self, tasks: list[str], aggregator: Aggregator | Callable[[int], Aggregator],
+                 space: str = "parameter", parallel_chunk_size: int | None = None, max_norm: float | None = None,
+                 min_tasks: int = 1, primary: str | None = None):
         super().__init__(tasks)
         if primary is not None and primary not in tasks:
             raise ValueError(f"primary={primary!r} is not among the tasks {tasks}")
+        make = (lambda n: aggregator) if isinstance(aggregator, Aggregator) else aggregator
         self.make, self.space, self.chunk = make, space, parallel_chunk_size
         self.max_norm, self.min_tasks, self.primary = max_norm, min_tasks, primary
         self.aggregators: dict[tuple[str, ...], Aggregator] = {tuple(tasks): make(len(tasks))}
