@@ -36,12 +36,15 @@ def smoke(tmp_path_factory):
 
 def test_smoke_suite_writes_a_leaderboard_with_numbers(smoke):
     out, stdout, _ = smoke
-    assert len(list(out.glob("runs/*/seed*/result.json"))) == 2 * (3 + 4)
+    assert len(list(out.glob("runs/*/seed*/result.json"))) == 2 * (3 + 4 + 2)
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.html", "transfer_report.md"):
         assert (out / name).exists(), name
     rows = list(csv.DictReader((out / "leaderboard.csv").open()))
     equal = next(r for r in rows if r["run"] == "equal")
     assert float(equal["seg/mIoU_mean"]) > 0 and equal["delta_m_per_task_mean"] != ""
+    tuned = next(r for r in rows if r["run"] == "equal-tuned")
+    assert tuned["tuned"] == "optim.lr x2" and tuned["chosen"] in ("optim.lr=0.001", "optim.lr=0.004")
+    assert tuned["delta_m_vs_equal_lo"] != "" and equal["variant"] == "as published"
     record = json.loads((out / "runs/equal/seed0/result.json").read_text())
     assert record["params"] > 0 and record["latency_ms"] > 0 and record["train_time_s"] > 0
     test = record["test"]  # the checkpoint selected on val, evaluated once on the 12 held-out frames
@@ -61,7 +64,7 @@ def test_smoke_suite_writes_a_leaderboard_with_numbers(smoke):
 def test_rerunning_a_suite_skips_finished_runs(smoke):
     _, _, again = smoke
     lines = [line for line in again.splitlines() if line.startswith("[")]
-    assert len(lines) == 14 and all("done, skipped" in line for line in lines)
+    assert len(lines) == 18 and all("done, skipped" in line for line in lines)
 
 
 def test_a_suite_without_its_test_split_names_the_command_that_renders_one(tiny_world, tmp_path):
@@ -148,6 +151,22 @@ def test_transfer_flags_the_unrelated_task_and_not_the_related_one(tmp_path):
     assert "| seg+noise | seg | seg/mIoU | -11.99 |" in report and "**yes**" in report
     assert "Holm's step-down correction over all 3 tests" in report
     assert "sharing costs seg more than seed noise (Welch, Holm-adjusted p < 0.05)" in report
+
+
+def test_a_tuned_method_trains_one_run_per_grid_point_and_seed(tmp_path):
+    suite = tmp_path / "t.yaml"
+    suite.write_text("name: t\ntasks: [seg, depth]\nseeds: [0, 1]\nbaselines: false\nmethods: [equal, {name: equal, "
+                     "tune: {optim.lr: [0.001, 0.004], optim.weight_decay: [0.0, 0.01]}}]\n")
+    loaded = Suite.load(suite)
+    grid = [r for r in loaded.runs() if r.kind == "tune"]
+    assert len(grid) == 2 * 4 and grid[0].label == "equal-tuned:optim.lr=0.001,optim.weight_decay=0.0"
+    assert grid[0].tune == {"row": "equal-tuned", "point": "optim.lr=0.001,optim.weight_decay=0.0",
+                            "budget": "optim.lr, optim.weight_decay x4"}
+    cfg = loaded.config(grid[3], tmp_path)
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.balancer.name) == (0.004, 0.01, "equal")
+    suite.write_text("name: t\ntasks: [seg]\nseeds: [0]\nmethods: [{name: equal, tune: {optim.lr: 0.001}}]\n")
+    with pytest.raises(ConfigError, match="non-empty lists of values"):
+        Suite.load(suite)
 
 
 def test_pairs_add_one_equal_run_per_task_pair_and_need_three_tasks(tmp_path):

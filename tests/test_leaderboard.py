@@ -13,6 +13,7 @@ import pytest
 from perception_mtl.analysis.delta_m import delta_m_flat, delta_m_per_task, metric_changes, relative_change
 from perception_mtl.analysis.leaderboard import resolve_mode, write_leaderboard
 from perception_mtl.analysis.results import ResultsError, load_results
+from perception_mtl.balancing import balancer_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,11 +65,16 @@ def test_per_task_weighs_tasks_not_metrics():
 UP = {"det/mAP": True, "det/mAP50": True, "seg/mIoU": True, "seg/pixel_acc": True, "depth/abs_rel": False}
 
 
+BALANCER = {"equal": {"name": "equal", "params": {}}, "B": {"name": "pcgrad", "params": {"space": "representation"}}}
+PCGRAD_REP = balancer_variant("pcgrad", {"space": "representation"})
+
+
 def _write(root: Path, run: str, tasks: list[str], seed: int, metrics: dict) -> None:
     kind = "stl" if run.startswith("stl-") else "mtl"
     record = {"run": run, "kind": kind, "method": "equal" if kind == "stl" else run, "seed": seed, "tasks": tasks,
               "metrics": metrics, "directions": {k: UP[k] for k in metrics}, "params": 2_500_000,
-              "train_time_s": 100.0 + 10 * seed, "latency_ms": 5.0, "steps": 10}
+              "train_time_s": 100.0 + 10 * seed, "latency_ms": 5.0, "steps": 10,
+              **({"balancer": BALANCER[run]} if run in BALANCER else {})}
     folder = root / "runs" / run / f"seed{seed}"
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(json.dumps(record))
@@ -132,7 +138,9 @@ def test_leaderboard_files_numbers_and_ranking(results):
     assert float(a["train_time_s_mean"]) == pytest.approx(105.0) and a["params"] == "2500000"
     md = paths["md"].read_text()
     assert "Ranked by Δm per-task (LibMTL); flat (Nash-MTL/FAMO) shown too" in md
-    assert "| 1 | equal | 2 | 0.448 ± 0 |" in md
+    assert "| 1 | equal | 2 | as published | none | 0.448 ± 0 |" in md
+    assert (a["variant"], b["variant"], rows["stl-det"]["variant"]) == ("as published", PCGRAD_REP, "")
+    assert c["variant"] == "unrecorded"  # results written before the runner stored the balancer
     assert "| -4.00 ± 0.00 | reference | -3.00 ± 0.00 | 1 |" in md
     assert "| +9.00 [-12.18, +30.18] |" in md and "| 3 | B | 2 |" in md
     assert "Kendall's W = 1.00 between the 2 seeds' rankings of 3 methods" in md
@@ -157,6 +165,37 @@ def test_without_an_equal_run_the_comparison_column_is_empty_and_says_why(result
     paths = write_leaderboard(results, "disabled")
     assert all(r["delta_m_vs_equal_mean"] == "" for r in _csv(paths).values())
     assert "no run labelled 'equal' with a delta-m" in paths["md"].read_text()
+
+
+def test_a_tuned_row_keeps_the_point_best_on_val_and_reports_its_test_metrics(results):
+    for path in results.glob("runs/*/seed*/result.json"):  # every run evaluated on a test split
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "test": {"split": "test", "metrics": record["metrics"]}}))
+    # lr=0.001: seg mIoU 0.45 on val (per-task Δm (-12 + 5 + 0) / 3 = -2.33), 0.60 on test;
+    # lr=0.002: 0.50 on val (Δm -4.00, the better), 0.40 on test. Val decides, test is reported.
+    for seed in (0, 1):
+        for lr, val_miou, test_miou in ((0.001, 0.45, 0.60), (0.002, 0.50, 0.40)):
+            metrics = {"det/mAP50": 0.448, "seg/mIoU": val_miou, "seg/pixel_acc": 0.80, "depth/abs_rel": 0.20}
+            record = {"run": f"equal-tuned:optim.lr={lr}", "kind": "tune", "method": "equal", "seed": seed,
+                      "tasks": ["det", "seg", "depth"], "metrics": metrics, "directions": {k: UP[k] for k in metrics},
+                      "params": 2_500_000, "train_time_s": 100.0, "latency_ms": 5.0, "steps": 10,
+                      "tune": {"row": "equal-tuned", "point": f"optim.lr={lr}", "budget": "optim.lr x2"},
+                      "test": {"split": "test", "metrics": {**metrics, "seg/mIoU": test_miou}}}
+            folder = results / "runs" / record["run"] / f"seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / "result.json").write_text(json.dumps(record))
+    paths = write_leaderboard(results, "disabled")
+    rows = _csv(paths)
+    assert set(rows) == {"equal", "equal-tuned", "B", "C", "stl-det", "stl-seg", "stl-depth"}  # no grid rows
+    tuned = rows["equal-tuned"]
+    assert (tuned["tuned"], tuned["chosen"], rows["equal"]["tuned"]) == ("optim.lr x2", "optim.lr=0.002", "none")
+    assert float(tuned["seg/mIoU_mean"]) == pytest.approx(0.40)
+    md = paths["md"].read_text()
+    assert "(metrics on the held-out test split; checkpoints selected on val)" in md
+    assert "| optim.lr x2 → optim.lr=0.002 |" in md
+    assert "equal-tuned: kept optim.lr=0.002, the best mean val Δm over seeds of its grid (optim.lr=0.001: -2.33, " \
+           "optim.lr=0.002: -4.00)" in md
+    assert "only rows marked in the tuned column had a hyperparameter search" in md
 
 
 @pytest.mark.parametrize("case, why", [("missing", "no single-task baseline for det: run stl-det"),

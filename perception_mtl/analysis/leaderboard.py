@@ -25,6 +25,8 @@ from perception_mtl.analysis.ranking import concordance, seed_ranks, tied_ranks
 from perception_mtl.analysis.render import (numeric_table, plot_delta_m, plot_pareto, write_csv, write_html,
                                             write_markdown)
 from perception_mtl.analysis.results import delta_metrics, load_results, on_reported_split, split_words, suite_spec
+from perception_mtl.analysis.tuning import UNTUNED, resolve_tuning
+from perception_mtl.balancing import BALANCERS, balancer_variant
 
 Stat = tuple[float, float]  # (mean, std) over seeds; NaN where undefined
 MAKE_RESULTS = "python tools/benchmark.py --suite configs/benchmark/smoke.yaml"
@@ -63,6 +65,17 @@ def baseline_notes(records: list[dict], base: dict[str, float], chosen: dict[str
     return notes
 
 
+def variant(record: dict) -> str:
+    """How the run's balancer departs from its paper (`balancing.balancer_variant`): "as published",
+    a short label, or "unrecorded" for results written before the runner stored the balancer."""
+    balancer = record.get("balancer")
+    if balancer is None:
+        return "unrecorded"
+    if balancer["name"] not in BALANCERS:
+        return f"{balancer['name']} is no longer registered"
+    return balancer_variant(balancer["name"], balancer["params"]) or "as published"
+
+
 def build_row(runs: list[dict], base: dict[str, float], chosen: dict[str, list[str]]) -> tuple[dict, list[str]]:
     """The row of one run label (all its seeds) and the notes on what it lacks; `base` holds the
     usable (non-zero) baselines."""
@@ -74,6 +87,8 @@ def build_row(runs: list[dict], base: dict[str, float], chosen: dict[str, list[s
            "train_time_s": stats([r["train_time_s"] for r in runs]),
            "latency_ms": stats([r["latency_ms"] for r in runs]),
            "delta_m_per_task": (math.nan, math.nan), "delta_m_flat": (math.nan, math.nan), "task_change": {},
+           "tuned": first["tuned"], "chosen": first.get("chosen", ""),
+           "variant": variant(first) if first["kind"] == "mtl" else "",
            "delta_m_seeds": {}, "reference": False, "vs_reference": None, "seed_ranks": (), "concordance": None}
     if first["kind"] != "mtl":
         return row, notes
@@ -219,13 +234,17 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
     if not records:
         raise FileNotFoundError(f"no runs/*/seed*/result.json under {results_dir}; make them with {MAKE_RESULTS}")
     records = [r for r in records if r["kind"] != "pair"]  # task-pair runs feed the transfer report only
-    records, split, split_notes = on_reported_split(records)
     spec = suite_spec(results_dir)
     chosen = delta_metrics(spec, records)
+    records, tuning_notes = resolve_tuning(records, chosen)  # on val, before the reported split
+    records, split, split_notes = on_reported_split(records)
     aux = aux_metrics(records, chosen)
     chosen = {**chosen, **aux}
     rows, notes = build_rows(records, chosen)
-    notes = split_notes + notes
+    notes = split_notes + tuning_notes + notes
+    if {r["tuned"] == UNTUNED for r in rows} == {True, False}:
+        notes.append("only rows marked in the tuned column had a hyperparameter search (on val, budget shown); "
+                     "the others ran with the suite's settings as given")
     if aux:
         notes.append(f"auxiliary tasks ({', '.join(aux)}): their columns are reported, never part of delta-m")
     keys = metric_keys(chosen)

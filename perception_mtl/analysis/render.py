@@ -19,7 +19,8 @@ CAPTION = ("Ranked by Δm per-task (LibMTL); flat (Nash-MTL/FAMO) shown too. Δm
            "Δm − equal: per-task Δm minus that of the run `equal` at the same seed (same initialisation and "
            "batch order), mean [paired-t 95% interval]; n/a with one seed. Rank: the best mean and every method "
            "whose interval of Δm minus the best's contains 0 share rank 1, then the same on the rest (1, 1, 3). "
-           "Seed ranks: the range of the method's rank when each seed ranks the methods alone. "
+           "Seed ranks: the range of the method's rank when each seed ranks the methods alone. Variant: how the "
+           "balancer departs from its paper's method. Tuned: the hyperparameter search behind the row (none for most). "
            "stl-* rows are the single-task baselines (reference, not ranked).")
 NUMERIC = ("delta_m_per_task", "delta_m_flat", "train_time_s", "latency_ms")
 Cell = tuple[str, float | str | None]  # (text shown, value to sort by; None = blank, sorted last)
@@ -36,7 +37,7 @@ def _fmt(stat: tuple[float, float], spec: str, std_spec: str | None = None) -> C
 def header(keys: list[str], directions: dict[str, bool]) -> list[str]:
     """Column titles; each metric with its direction (↑ higher is better)."""
     arrows = [f"{k} {'↑' if directions.get(k, True) else '↓'}" for k in keys]
-    return ["rank", "run", "seeds", *arrows, "Δm% per-task ↓", "Δm − equal [95% CI]", "Δm% flat ↓", "seed ranks",
+    return ["rank", "run", "seeds", "variant", "tuned", *arrows, "Δm% per-task ↓", "Δm − equal [95% CI]", "Δm% flat ↓", "seed ranks",
             "params (M)", "train time (s)", "latency (ms)"]
 
 
@@ -62,7 +63,9 @@ def _seed_ranks(row: dict) -> Cell:
 def cells(row: dict, keys: list[str]) -> list[Cell]:
     """The displayed cells of one row, each with the value the HTML sorts by."""
     rank: Cell = (str(row["rank"]), row["rank"]) if row["rank"] else ("ref" if row["kind"] != "mtl" else "", None)
-    return [rank, (row["run"], row["run"]), (str(row["seeds"]), row["seeds"]),
+    tuned = row["tuned"] + (f" → {row['chosen']}" if row["chosen"] else "")
+    return [rank, (row["run"], row["run"]), (str(row["seeds"]), row["seeds"]), (row["variant"], row["variant"]),
+            (tuned, tuned),
             *(_fmt(row["metrics"][k], ".4g", ".2g") for k in keys),
             _fmt(row["delta_m_per_task"], ".2f"), _versus(row), _fmt(row["delta_m_flat"], ".2f"), _seed_ranks(row),
             (f"{row['params'] / 1e6:.2f}", row["params"]), _fmt(row["train_time_s"], ".0f"),
@@ -72,7 +75,7 @@ def cells(row: dict, keys: list[str]) -> list[Cell]:
 def numeric_table(rows: list[dict], keys: list[str]) -> tuple[list[str], list[list]]:
     """Columns and rows with mean and std as separate numbers (None where undefined)."""
     names = [*keys, *NUMERIC]
-    columns = (["rank", "run", "kind", "seeds", "params"] + [f"{n}_{s}" for n in names for s in ("mean", "std")]
+    columns = (["rank", "run", "kind", "seeds", "variant", "tuned", "chosen", "params"] + [f"{n}_{s}" for n in names for s in ("mean", "std")]
                + [f"delta_m_vs_equal_{s}" for s in ("mean", "lo", "hi")]
                + ["seed_rank_min", "seed_rank_max", "kendall_w", "friedman_p"])
     data = []
@@ -83,7 +86,8 @@ def numeric_table(rows: list[dict], keys: list[str]) -> tuple[list[str], list[li
                                                                         math.nan, math.nan)),
                  *((min(row["seed_ranks"]), max(row["seed_ranks"])) if row["seed_ranks"] else (math.nan,) * 2),
                  *((row["concordance"].w, row["concordance"].p) if row["concordance"] else (math.nan,) * 2)]
-        data.append([row["rank"], row["run"], row["kind"], row["seeds"], int(row["params"])]
+        data.append([row["rank"], row["run"], row["kind"], row["seeds"], row["variant"], row["tuned"], row["chosen"],
+                     int(row["params"])]
                     + [None if math.isnan(v) else v for stat in stats for v in stat]
                     + [None if math.isnan(v) else v for v in extra])
     return columns, data

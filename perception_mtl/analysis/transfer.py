@@ -30,7 +30,9 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from perception_mtl.analysis.multiplicity import holm  # noqa: E402
-from perception_mtl.analysis.results import load_results, on_reported_split, split_words, suite_spec  # noqa: E402
+from perception_mtl.analysis.results import (delta_metrics, load_results, on_reported_split, split_words,  # noqa: E402
+                                             suite_spec)
+from perception_mtl.analysis.tuning import resolve_tuning  # noqa: E402
 
 PRIMARY = {"det": "mAP50", "seg": "mIoU", "depth": "abs_rel", "scene": "weather_acc", "noise": "mse",
            "drivable": "mIoU"}
@@ -129,7 +131,7 @@ def training_signals(results_dir: Path, records: list[dict], method: str) -> dic
     """Cosine curves (mean over seeds), conflict fractions and mean affinities of one method."""
     runs = [r for r in records if r["run"] == method]
     tasks = runs[0]["tasks"]
-    logs = [_rows(results_dir / "runs" / method / f"seed{r['seed']}" / "train.jsonl") for r in runs]
+    logs = [_rows(results_dir / "runs" / r.get("folder", method) / f"seed{r['seed']}" / "train.jsonl") for r in runs]
     curves, conflict, affinity = {}, {}, {}
     for a, b in itertools.combinations(tasks, 2):
         key = f"train/grad/cos/{a}-{b}"
@@ -226,7 +228,9 @@ def verdict(a: str, b: str, signals: dict, changes: list[dict], pairs: dict[tupl
 def write_transfer_report(results_dir: str | Path, method: str | None = None) -> Path:
     """Write transfer_report.md and its figures into `results_dir`; returns the report path."""
     results_dir = Path(results_dir)
-    records, split, split_notes = on_reported_split(load_results(results_dir))
+    records = load_results(results_dir)
+    records, _ = resolve_tuning(records, delta_metrics(suite_spec(results_dir), records))  # kept points only
+    records, split, split_notes = on_reported_split(records)
     changes, pairs = transfer_tests(records)
     tested = sum(not math.isnan(c["p"]) for c in [*changes, *pairs.values()])
     methods = sorted({r["run"] for r in records if r["kind"] == "mtl"})

@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from perception_mtl.benchmark.suite import Run, Suite
 from perception_mtl.config import ConfigError
@@ -101,7 +102,8 @@ def train_run(suite: Suite, run: Run, results_dir: Path) -> dict:
     record = {
         "run": run.label, "kind": run.kind, "method": run.method, "seed": run.seed,
         "tasks": [t for t in cfg.tasks if t not in cfg.aux_tasks], "aux_tasks": list(cfg.aux_tasks),
-        "metrics": metrics, "sweep": run.sweep,
+        "metrics": metrics, "sweep": run.sweep, **({"tune": run.tune} if run.tune else {}),
+        "balancer": {"name": cfg.balancer.name, "params": OmegaConf.to_container(cfg.balancer.params, resolve=True)},
         "directions": {k: trainer.tasks[k.split("/")[0]].directions[k.split("/", 1)[1].split("@")[0]] for k in metrics},
         "params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "train_time_s": trainer.train_time,

@@ -8,7 +8,11 @@ multi-task run per balancer, read from `configs/benchmark/<name>.yaml`.
     seeds: [0, 1]
     baselines: true                                                # one single-task run per task
     methods: [equal, gradnorm, {label: pcgrad-rep, name: pcgrad, params: {space: representation}},
-              {name: equal, label: equal-tag, config: {train.affinity_every: 10}}]  # config: run-only keys
+              {name: equal, label: equal-tag, config: {train.affinity_every: 10}},  # config: run-only keys
+              {name: equal, label: equal-tuned, tune: {optim.lr: [0.001, 0.002, 0.004]}}]
+        # tune: a grid (every combination of the listed values): one run per point and seed, kind "tune",
+        # label "<label>:optim.lr=0.001"; the analysis keeps the point with the best mean val Δm over
+        # seeds as the row <label> (analysis/tuning.py). Default label "<name>-tuned".
     delta_metrics: {det: [mAP50], seg: [mIoU], depth: [abs_rel, delta1]}
     sweep: {data.train_fraction: [0.1, 0.25, 1.0]}  # optional: every run at each value (label "<run>@<value>"),
                                                      # compared with the baselines of the same value
@@ -33,6 +37,7 @@ from perception_mtl.data.world.generate import WorldSpec
 KEYS = {"name", "description", "world", "config", "tasks", "seeds", "baselines", "methods", "delta_metrics",
         "output_dir", "wandb", "sweep", "pairs", "test"}
 TEST_KEYS = {"split", "limit"}
+METHOD_KEYS = {"name", "label", "params", "config", "tune"}
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Run:
     seed: int
     overrides: list[str] = field(default_factory=list)
     sweep: dict[str, Any] = field(default_factory=dict)  # {"key": ..., "value": ...} of a swept setting
+    tune: dict[str, str] = field(default_factory=dict)  # a grid point of `tune`: {"row", "point", "budget"}
 
     @property
     def folder(self) -> str:
@@ -78,6 +84,7 @@ class Suite:
         if spec.get("pairs") and len(spec["tasks"]) < 3:
             raise ConfigError(f"{path}: pairs needs 3 or more tasks; with {len(spec['tasks'])} the pair is the "
                               "multi-task run itself")
+        check_methods(path, spec["methods"])
         check_world(path, spec.get("world"))
         check_test(path, spec.get("test"))
         suite = cls(spec["name"], path, spec)
@@ -105,6 +112,8 @@ class Suite:
             for run in self._runs():
                 run.label, run.sweep = f"{run.label}@{value}", {"key": key, "value": value}
                 run.overrides.append(f"{key}={_value(value)}")
+                if run.tune:
+                    run.tune["row"] = f"{run.tune['row']}@{value}"
                 runs.append(run)
         return runs
 
@@ -118,12 +127,7 @@ class Suite:
                 runs += [Run(f"pair-{a}+{b}", "pair", "equal", [a, b], seed, ["balancer.name=equal"])
                          for a, b in itertools.combinations(tasks, 2)]
             for method in self.spec["methods"]:
-                if isinstance(method, str):
-                    method = {"name": method}
-                params = [f"balancer.params.{k}={_value(v)}" for k, v in (method.get("params") or {}).items()]
-                extra = [f"{k}={_value(v)}" for k, v in (method.get("config") or {}).items()]
-                runs.append(Run(method.get("label", method["name"]), "mtl", method["name"], tasks, seed,
-                                [f"balancer.name={method['name']}", *params, *extra]))
+                runs += method_runs({"name": method} if isinstance(method, str) else method, tasks, seed)
         return runs
 
     def config(self, run: Run, output_dir: str | Path):
@@ -133,8 +137,48 @@ class Suite:
         tags = [run.label, f"seed{run.seed}", "+".join(run.tasks), run.kind]
         return load_config(None, [*common, f"tasks=[{','.join(run.tasks)}]", *run.overrides,
                                   f"train.seed={run.seed}", f"output_dir={output_dir}", "resume=true",
-                                  f"wandb.group={self.name}", f"wandb.tags=[{','.join(tags)}]",
+                                  f"wandb.group={self.name}", f"wandb.tags=[{','.join(repr(t) for t in tags)}]",
                                   *(f"wandb.{k}={_value(v)}" for k, v in wandb.items())])
+
+
+def method_runs(method: dict, tasks: list[str], seed: int) -> list[Run]:
+    """The run of a `methods` entry at `seed`, or with `tune` one run per grid point."""
+    params = [f"balancer.params.{k}={_value(v)}" for k, v in (method.get("params") or {}).items()]
+    extra = [f"{k}={_value(v)}" for k, v in (method.get("config") or {}).items()]
+    overrides = [f"balancer.name={method['name']}", *params, *extra]
+    grid = method.get("tune")
+    if not grid:
+        return [Run(method.get("label", method["name"]), "mtl", method["name"], tasks, seed, overrides)]
+    row = method.get("label", f"{method['name']}-tuned")
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    budget = ", ".join(grid) + f" x{len(points)}"
+    return [Run(f"{row}:{point_text(point)}", "tune", method["name"], tasks, seed,
+                [*overrides, *(f"{k}={_value(v)}" for k, v in point.items())],
+                tune={"row": row, "point": point_text(point), "budget": budget}) for point in points]
+
+
+def point_text(point: dict[str, Any]) -> str:
+    """"optim.lr=0.001,optim.weight_decay=0" of a grid point."""
+    return ",".join(f"{k}={_value(v)}" for k, v in point.items())
+
+
+def check_methods(path: Path, methods: Any) -> None:
+    """Each `methods` entry is a balancer name or a mapping with `name`; a `tune` is a mapping of
+    config keys to non-empty lists of values."""
+    if not isinstance(methods, list):
+        raise ConfigError(f"{path}: methods must be a list, e.g. [equal, {{name: pcgrad, label: pcgrad-rep}}]")
+    for method in methods:
+        if isinstance(method, str):
+            continue
+        unknown = sorted(set(method) - METHOD_KEYS) if isinstance(method, dict) else None
+        if unknown is None or "name" not in method or unknown:
+            raise ConfigError(f"{path}: methods entry {method!r} must be a balancer name or a mapping with 'name' "
+                              f"and keys from {sorted(METHOD_KEYS)}")
+        grid = method.get("tune")
+        if grid is not None and (not isinstance(grid, dict) or not grid
+                                 or not all(isinstance(v, list) and v for v in grid.values())):
+            raise ConfigError(f"{path}: tune of {method['name']} must map config keys to non-empty lists of "
+                              "values, e.g. {optim.lr: [0.001, 0.002, 0.004]}")
 
 
 def check_world(path: Path, world: Any) -> None:
