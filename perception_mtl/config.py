@@ -132,6 +132,7 @@ class TrainConfig:
     schedule: str = "joint"  # tasks per step: "joint" | "round_robin" | "loss_proportional"
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     affinity_every: int = 0  # >0: TAG lookahead affinity every N steps (T extra backward + forward passes)
+    loss_scale: dict[str, float] = field(default_factory=dict)  # task -> factor on its loss before the balancer
 
 
 @dataclass
@@ -296,6 +297,10 @@ def validate(cfg: DictConfig) -> None:
                           f"model.sharing={cfg.model.sharing} has none: use balancer.params.space=parameter")
     choice("data.seg_classes", cfg.data.seg_classes, [7, 19])
     choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])
+    for task, factor in cfg.train.loss_scale.items():
+        choice("train.loss_scale", task, TASKS.names())  # a task the run does not train is ignored
+        if not factor > 0:
+            raise ConfigError(f"train.loss_scale.{task}={factor} must be > 0 (the factor on {task}'s loss)")
     from perception_mtl.engine.schedule import SCHEDULES
 
     choice("train.schedule", cfg.train.schedule, list(SCHEDULES))

@@ -101,7 +101,7 @@ def test_a_bad_test_setting_is_named(tmp_path, test, why):
 
 
 def test_the_reports_use_test_metrics_only_when_every_run_has_them():
-    from perception_mtl.analysis.results import on_reported_split
+    from perception_mtl.analysis.reported import on_reported_split
 
     val, test = {"seg/mIoU": 0.5}, {"seg/mIoU": 0.4}
     both = [{"run": "a", "metrics": val, "test": {"split": "test", "metrics": test}},

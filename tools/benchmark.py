@@ -4,7 +4,9 @@
 
 Runs what is not finished yet (a finished run has result.json; an interrupted one resumes
 from its last checkpoint), printing a line per run, then writes leaderboard.{md,csv,html},
-plots and transfer_report.md into the results folder (default runs/benchmark/<suite name>).
+plots and transfer_report.md into the results folder (default runs/benchmark/<suite name>); a
+suite of experiments (configs/benchmark/controls.yaml) gets one such folder per experiment and
+controls.md with the verdict of each expectation.
 """
 from __future__ import annotations
 
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> None:
         out = run_suite(suite, Path(args.out) if args.out else None)
     except (ConfigError, DatasetError, ValueError) as err:  # ValueError includes analysis' ResultsError
         p.exit(2, f"error: {err}\n")
+    if (out / "controls.md").exists():  # a suite of experiments with expectations: the verdicts
+        print(f"\nresults in {out}: controls.md, and per experiment leaderboard.md, transfer_report.md")
+        print((out / "controls.md").read_text())
+        return
     print(f"\nresults in {out}: leaderboard.md, leaderboard.html, transfer_report.md")
     print((out / "leaderboard.md").read_text())
 

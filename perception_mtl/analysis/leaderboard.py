@@ -24,8 +24,8 @@ from perception_mtl.analysis.paired import mean_interval, paired_differences
 from perception_mtl.analysis.ranking import concordance, seed_ranks, tied_ranks
 from perception_mtl.analysis.render import (numeric_table, plot_delta_m, plot_pareto, write_csv, write_html,
                                             write_markdown)
-from perception_mtl.analysis.results import delta_metrics, load_results, on_reported_split, split_words, suite_spec
-from perception_mtl.analysis.tuning import UNTUNED, resolve_tuning
+from perception_mtl.analysis.reported import reported, split_words
+from perception_mtl.analysis.tuning import UNTUNED
 from perception_mtl.balancing import BALANCERS, balancer_variant
 
 Stat = tuple[float, float]  # (mean, std) over seeds; NaN where undefined
@@ -230,18 +230,15 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
     Raises FileNotFoundError when there are no results, ResultsError naming a corrupt file.
     """
     results_dir = Path(results_dir)
-    records = load_results(results_dir)
-    if not records:
+    rep = reported(results_dir)
+    if not rep.records:
         raise FileNotFoundError(f"no runs/*/seed*/result.json under {results_dir}; make them with {MAKE_RESULTS}")
-    records = [r for r in records if r["kind"] != "pair"]  # task-pair runs feed the transfer report only
-    spec = suite_spec(results_dir)
-    chosen = delta_metrics(spec, records)
-    records, tuning_notes = resolve_tuning(records, chosen)  # on val, before the reported split
-    records, split, split_notes = on_reported_split(records)
-    aux = aux_metrics(records, chosen)
-    chosen = {**chosen, **aux}
+    records = [r for r in rep.records if r["kind"] != "pair"]  # task-pair runs feed the transfer report only
+    spec, split = rep.spec, rep.split
+    aux = aux_metrics(records, rep.chosen)
+    chosen = {**rep.chosen, **aux}
     rows, notes = build_rows(records, chosen)
-    notes = split_notes + tuning_notes + notes
+    notes = rep.notes + notes
     if {r["tuned"] == UNTUNED for r in rows} == {True, False}:
         notes.append("only rows marked in the tuned column had a hyperparameter search (on val, budget shown); "
                      "the others ran with the suite's settings as given")

@@ -63,24 +63,3 @@ def delta_metrics(spec: dict, records: list[dict]) -> dict[str, list[str]]:
                 chosen[task].append(name)
     return chosen
 
-
-def on_reported_split(records: list[dict]) -> tuple[list[dict], str, list[str]]:
-    """The records as the analysis reports them -> (records, split, notes). When every record was
-    evaluated on the same held-out split, `metrics` become those (the val ones move to
-    `val_metrics`); otherwise the val metrics stay, with a note when only some runs have test ones."""
-    splits = {(r.get("test") or {}).get("split") for r in records}
-    if len(splits) == 1 and None not in splits:
-        return [{**r, "metrics": r["test"]["metrics"], "val_metrics": r["metrics"]} for r in records], splits.pop(), []
-    if splits == {None}:
-        return records, "val", []
-    lacking = sorted({r["run"] for r in records if not r.get("test")})
-    return records, "val", [f"only some runs were evaluated on a held-out split ({sorted(splits - {None})}; none for "
-                            f"{', '.join(lacking) or 'no run'}): every number here is on val. Rerun the suite to "
-                            "evaluate the rest"]
-
-
-def split_words(split: str) -> str:
-    """How a report names the split its numbers come from."""
-    if split == "val":
-        return "metrics on the val split, the split that also selects the checkpoints"
-    return f"metrics on the held-out {split} split; checkpoints selected on val"

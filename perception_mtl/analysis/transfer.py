@@ -30,9 +30,7 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from perception_mtl.analysis.multiplicity import holm  # noqa: E402
-from perception_mtl.analysis.results import (delta_metrics, load_results, on_reported_split, split_words,  # noqa: E402
-                                             suite_spec)
-from perception_mtl.analysis.tuning import resolve_tuning  # noqa: E402
+from perception_mtl.analysis.reported import reported, split_words  # noqa: E402
 
 PRIMARY = {"det": "mAP50", "seg": "mIoU", "depth": "abs_rel", "scene": "weather_acc", "noise": "mse",
            "drivable": "mIoU"}
@@ -228,13 +226,12 @@ def verdict(a: str, b: str, signals: dict, changes: list[dict], pairs: dict[tupl
 def write_transfer_report(results_dir: str | Path, method: str | None = None) -> Path:
     """Write transfer_report.md and its figures into `results_dir`; returns the report path."""
     results_dir = Path(results_dir)
-    records = load_results(results_dir)
-    records, _ = resolve_tuning(records, delta_metrics(suite_spec(results_dir), records))  # kept points only
-    records, split, split_notes = on_reported_split(records)
+    rep = reported(results_dir)
+    records = rep.records
     changes, pairs = transfer_tests(records)
     tested = sum(not math.isnan(c["p"]) for c in [*changes, *pairs.values()])
     methods = sorted({r["run"] for r in records if r["kind"] == "mtl"})
-    lines = ["# Negative-transfer report", "", f"All numbers: {split_words(split)}.", *split_notes, ""]
+    lines = ["# Negative-transfer report", "", f"All numbers: {split_words(rep.split)}.", *rep.notes, ""]
     lines += ["## MTL vs single-task", "",
               "Relative change of each task's primary metric against the mean of its single-task runs "
               "(%, positive = better), mean +- std over seeds. Welch's one-sided t-test gives the raw p; Holm's "
@@ -261,7 +258,7 @@ def write_transfer_report(results_dir: str | Path, method: str | None = None) ->
             lines += [f"| {i} | " + " | ".join(f"{signals['affinity'].get((i, j), math.nan):+.3g}" for j in tasks)
                       + " |" for i in tasks]
     if pairs:
-        lines += pairwise_section(pairs, list(suite_spec(results_dir).get("tasks", [])), results_dir)
+        lines += pairwise_section(pairs, list(rep.spec.get("tasks", [])), results_dir)
     if methods:
         lines += ["", "## Verdicts", ""]
         lines += [f"- **{a} / {b}**: {verdict(a, b, signals, [c for c in changes if c['method'] == method], pairs)}"

@@ -151,11 +151,32 @@ def headline(metrics: dict[str, float]) -> str:
 
 
 def run_suite(suite: Suite, results_dir: Path | None = None) -> Path:
-    """Run what is unfinished, then write the leaderboard and the transfer report."""
+    """Run what is unfinished (of each experiment, in <results_dir>/<experiment>, for a suite with
+    `experiments`), writing the leaderboard and the transfer report of each; then, where the suite
+    states expectations, controls.md with their verdicts."""
     results_dir = Path(results_dir or suite.output_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(suite.path, results_dir / "suite.yaml")
     ensure_world(suite)
+    experiments = [(e, results_dir / e.key) for e in suite.experiments()] or [(suite, results_dir)]
+    for experiment, folder in experiments:
+        if experiment is not suite:
+            print(f"== experiment {experiment.key}: {folder}", flush=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(OmegaConf.create(experiment.spec), folder / "suite.yaml")
+        run_experiment(experiment, folder)
+    expected = [(e.key or e.name, folder, e.spec.get("description", ""), e.spec["expect"])
+                for e, folder in experiments if e.spec.get("expect")]
+    if expected:
+        from perception_mtl.analysis.controls import write_controls
+
+        write_controls(results_dir, expected)
+    return results_dir
+
+
+def run_experiment(suite: Suite, results_dir: Path) -> None:
+    """Train and test what is unfinished of one suite (or experiment), then write its leaderboard
+    and transfer report."""
     check_test_split(suite)
     runs = suite.runs()
     for k, run in enumerate(runs, 1):
@@ -177,4 +198,3 @@ def run_suite(suite: Suite, results_dir: Path | None = None) -> Path:
 
     write_leaderboard(results_dir)
     write_transfer_report(results_dir)
-    return results_dir

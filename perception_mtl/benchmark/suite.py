@@ -21,23 +21,39 @@ multi-task run per balancer, read from `configs/benchmark/<name>.yaml`.
     test: {split: test, limit: 500}  # optional: after training, each run's selected checkpoint (best.pt on val,
                                      # else last.pt) is evaluated once on this held-out split; the leaderboard and
                                      # the transfer report then report it. `world:` renders it with `test: <frames>`
+    expect: [{better_than_equal: [uncertainty]}, {harms: {noise: [seg]}}, {harmless: {edges: [seg]}}]
+                 # optional: known answers the results must show; checked into controls.md (analysis/controls.py)
+
+Several experiments in one file (the `controls` suite): `experiments` maps a name to the keys
+that make that experiment differ (tasks, methods, baselines, pairs, seeds, sweep, delta_metrics,
+test, expect, description, and `config`, merged key by key over the suite's). Every other key
+(world, config, seeds, test, wandb, ...) is shared. Each experiment is a suite of its own named
+"<suite>-<experiment>", with its runs, leaderboard and transfer report in
+<output_dir>/<experiment>/; controls.md in <output_dir> collects the verdicts of every `expect`.
+
+    name: controls
+    world: {...}
+    config: {...}
+    seeds: [0, 1, 2]
+    experiments:
+      scale: {tasks: [seg, depth], config: {train.loss_scale: {depth: 100}}, methods: [equal, imtl_g],
+              expect: [{better_than_equal: [imtl_g]}]}
+      distractor: {tasks: [seg, depth, noise], pairs: true, methods: [equal],
+                   expect: [{harms: {noise: [seg, depth]}}]}
 """
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
+from perception_mtl.analysis.controls import check_expect
+from perception_mtl.benchmark.suite_checks import (EXPERIMENT_KEYS, KEYS, check_keys, check_methods, check_runs,
+                                                   check_test, check_world)
 from perception_mtl.config import ConfigError, load_config
-from perception_mtl.data.world.generate import WorldSpec
-
-KEYS = {"name", "description", "world", "config", "tasks", "seeds", "baselines", "methods", "delta_metrics",
-        "output_dir", "wandb", "sweep", "pairs", "test"}
-TEST_KEYS = {"split", "limit"}
-METHOD_KEYS = {"name", "label", "params", "config", "tune"}
 
 
 @dataclass
@@ -63,6 +79,7 @@ class Suite:
     name: str
     path: Path
     spec: dict[str, Any]
+    key: str = ""  # an experiment's key in its suite's `experiments` ("" for a suite)
 
     @classmethod
     def load(cls, path: str | Path) -> "Suite":
@@ -70,27 +87,41 @@ class Suite:
         if not path.is_file():
             raise ConfigError(f"no suite file {path}; suites: {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
         spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-        unknown = sorted(set(spec) - KEYS)
-        if unknown:
-            raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: {sorted(KEYS)}")
-        for key in ("name", "tasks", "seeds", "methods"):
-            if key not in spec:
-                raise ConfigError(f"{path}: missing '{key}'")
-        sweep = spec.get("sweep")
-        if sweep is not None and (not isinstance(sweep, dict) or len(sweep) != 1
-                                  or not isinstance(next(iter(sweep.values())), list)):
-            raise ConfigError(f"{path}: sweep must be one key with a list of values, e.g. "
-                              "{data.train_fraction: [0.1, 0.25, 1.0]}")
-        if spec.get("pairs") and len(spec["tasks"]) < 3:
-            raise ConfigError(f"{path}: pairs needs 3 or more tasks; with {len(spec['tasks'])} the pair is the "
-                              "multi-task run itself")
-        check_methods(path, spec["methods"])
+        if not isinstance(spec, dict) or "name" not in spec:
+            raise ConfigError(f"{path}: a suite is a mapping with a 'name'; see perception_mtl/benchmark/suite.py")
+        check_keys(path, spec, KEYS, "the suite")
         check_world(path, spec.get("world"))
-        check_test(path, spec.get("test"))
         suite = cls(spec["name"], path, spec)
-        for run in suite.runs():  # every run's config must be valid before any work starts
-            suite.config(run, "/tmp/unused")
+        suite.validate()
         return suite
+
+    def validate(self) -> None:
+        """Check the suite (or each of its experiments) and every run's config before any work."""
+        experiments = self.experiments()
+        for experiment in experiments:
+            experiment.validate()
+        if experiments:
+            return
+        check_runs(self.path, self.spec, f"experiment '{self.key}'" if self.key else "the suite")
+        check_methods(self.path, self.spec["methods"])
+        check_test(self.path, self.spec.get("test"))
+        check_expect(self.path, self.spec.get("expect"), self.spec)
+        for run in self.runs():
+            self.config(run, "/tmp/unused")
+
+    def experiments(self) -> list["Suite"]:
+        """The experiments of a suite with `experiments`, each a suite of its own (its keys over the
+        suite's, `config` merged key by key, results in <output_dir>/<experiment>); [] otherwise."""
+        out = []
+        for key, own in (self.spec.get("experiments") or {}).items():
+            if not isinstance(own, dict):
+                raise ConfigError(f"{self.path}: experiment '{key}' must be a mapping of suite keys")
+            check_keys(self.path, own, EXPERIMENT_KEYS, f"experiment '{key}'")
+            shared = {k: v for k, v in self.spec.items() if k not in ("experiments", "description", "expect")}
+            spec = {**shared, **own, "name": f"{self.name}-{key}", "output_dir": str(self.output_dir / key),
+                    "config": {**(self.spec.get("config") or {}), **(own.get("config") or {})}}
+            out.append(Suite(spec["name"], self.path, spec, key))
+        return out
 
     @property
     def output_dir(self) -> Path:
@@ -160,48 +191,6 @@ def method_runs(method: dict, tasks: list[str], seed: int) -> list[Run]:
 def point_text(point: dict[str, Any]) -> str:
     """"optim.lr=0.001,optim.weight_decay=0" of a grid point."""
     return ",".join(f"{k}={_value(v)}" for k, v in point.items())
-
-
-def check_methods(path: Path, methods: Any) -> None:
-    """Each `methods` entry is a balancer name or a mapping with `name`; a `tune` is a mapping of
-    config keys to non-empty lists of values."""
-    if not isinstance(methods, list):
-        raise ConfigError(f"{path}: methods must be a list, e.g. [equal, {{name: pcgrad, label: pcgrad-rep}}]")
-    for method in methods:
-        if isinstance(method, str):
-            continue
-        unknown = sorted(set(method) - METHOD_KEYS) if isinstance(method, dict) else None
-        if unknown is None or "name" not in method or unknown:
-            raise ConfigError(f"{path}: methods entry {method!r} must be a balancer name or a mapping with 'name' "
-                              f"and keys from {sorted(METHOD_KEYS)}")
-        grid = method.get("tune")
-        if grid is not None and (not isinstance(grid, dict) or not grid
-                                 or not all(isinstance(v, list) and v for v in grid.values())):
-            raise ConfigError(f"{path}: tune of {method['name']} must map config keys to non-empty lists of "
-                              "values, e.g. {optim.lr: [0.001, 0.002, 0.004]}")
-
-
-def check_world(path: Path, world: Any) -> None:
-    """`world` is absent or a mapping of `WorldSpec` fields (train, val, test frames, size, seed, ...)."""
-    valid = [f.name for f in fields(WorldSpec)]
-    if world is not None and (not isinstance(world, dict) or set(world) - set(valid)):
-        raise ConfigError(f"{path}: world must be a mapping with keys from {valid}, e.g. "
-                          "{train: 24, val: 12, test: 12, height: 64, width: 128, seed: 11}")
-
-
-def check_test(path: Path, test: Any) -> None:
-    """`test` is absent or {split: <a split other than train and val>, limit: <frames or null>}."""
-    if test is None:
-        return
-    if not isinstance(test, dict) or set(test) - TEST_KEYS:
-        raise ConfigError(f"{path}: test must be a mapping with keys {sorted(TEST_KEYS)}, e.g. "
-                          "{split: test, limit: 500}")
-    if test.get("split", "test") in ("train", "val"):
-        raise ConfigError(f"{path}: test.split={test['split']} is not held out (val selects the checkpoints); "
-                          "use a split of its own, e.g. test")
-    limit = test.get("limit")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"{path}: test.limit={limit!r} must be a frame count >= 1 or null (all frames)")
 
 
 def _value(v: Any) -> str:

@@ -179,7 +179,8 @@ class Trainer:
         return self.schedule.active(self.step, candidates)
 
     def losses(self, batch: dict, tasks: list[str] | None = None) -> dict[str, torch.Tensor]:
-        """Forward and the loss of each task (of `tasks`, default all) labelled in the batch."""
+        """Forward and the loss of each task (of `tasks`, default all) labelled in the batch, times
+        its `train.loss_scale` factor (default 1)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.amp):
             outputs = self.model(batch["image"])
         losses: dict[str, torch.Tensor] = {}
@@ -187,7 +188,7 @@ class Trainer:
             wanted = tasks is None or t in tasks
             parts = task.loss(self.model.heads[t], outputs[t], batch) if wanted and t in batch["has"] else {}
             if parts:
-                losses[t] = sum(parts.values())
+                losses[t] = sum(parts.values()) * self.cfg.train.loss_scale.get(t, 1.0)
         return losses
 
     def train_step(self, batch: dict) -> dict[str, float]:

@@ -1,0 +1,80 @@
+"""Checks of a suite file's keys (format in `suite.py`), each raising ConfigError with what is valid."""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from perception_mtl.config import ConfigError
+from perception_mtl.data.world.generate import WorldSpec
+
+KEYS = {"name", "description", "world", "config", "tasks", "seeds", "baselines", "methods", "delta_metrics",
+        "output_dir", "wandb", "sweep", "pairs", "test", "expect", "experiments"}
+EXPERIMENT_KEYS = KEYS - {"name", "world", "output_dir", "wandb", "experiments"}  # one world, one W&B project
+TEST_KEYS = {"split", "limit"}
+METHOD_KEYS = {"name", "label", "params", "config", "tune"}
+
+
+def check_keys(path: Path, spec: dict, valid: set[str], where: str) -> None:
+    """No key outside `valid` in `spec` (`where`: "the suite" or "experiment '<name>'")."""
+    unknown = sorted(set(spec) - valid)
+    if unknown:
+        raise ConfigError(f"{path}: {where} has unknown key(s) {unknown}; valid: {sorted(valid)}")
+
+
+def check_runs(path: Path, spec: dict, where: str) -> None:
+    """A suite without experiments (or an experiment, merged over its suite) names its tasks,
+    seeds and methods; its sweep and pairs are well formed."""
+    for key in ("tasks", "seeds", "methods"):
+        if key not in spec:
+            raise ConfigError(f"{path}: {where} is missing '{key}'")
+    sweep = spec.get("sweep")
+    if sweep is not None and (not isinstance(sweep, dict) or len(sweep) != 1
+                              or not isinstance(next(iter(sweep.values())), list)):
+        raise ConfigError(f"{path}: sweep must be one key with a list of values, e.g. "
+                          "{data.train_fraction: [0.1, 0.25, 1.0]}")
+    if spec.get("pairs") and len(spec["tasks"]) < 3:
+        raise ConfigError(f"{path}: pairs needs 3 or more tasks; with {len(spec['tasks'])} the pair is the "
+                          "multi-task run itself")
+
+
+def check_methods(path: Path, methods: Any) -> None:
+    """Each `methods` entry is a balancer name or a mapping with `name`; a `tune` is a mapping of
+    config keys to non-empty lists of values."""
+    if not isinstance(methods, list):
+        raise ConfigError(f"{path}: methods must be a list, e.g. [equal, {{name: pcgrad, label: pcgrad-rep}}]")
+    for method in methods:
+        if isinstance(method, str):
+            continue
+        unknown = sorted(set(method) - METHOD_KEYS) if isinstance(method, dict) else None
+        if unknown is None or "name" not in method or unknown:
+            raise ConfigError(f"{path}: methods entry {method!r} must be a balancer name or a mapping with 'name' "
+                              f"and keys from {sorted(METHOD_KEYS)}")
+        grid = method.get("tune")
+        if grid is not None and (not isinstance(grid, dict) or not grid
+                                 or not all(isinstance(v, list) and v for v in grid.values())):
+            raise ConfigError(f"{path}: tune of {method['name']} must map config keys to non-empty lists of "
+                              "values, e.g. {optim.lr: [0.001, 0.002, 0.004]}")
+
+
+def check_world(path: Path, world: Any) -> None:
+    """`world` is absent or a mapping of `WorldSpec` fields (train, val, test frames, size, seed, ...)."""
+    valid = [f.name for f in fields(WorldSpec)]
+    if world is not None and (not isinstance(world, dict) or set(world) - set(valid)):
+        raise ConfigError(f"{path}: world must be a mapping with keys from {valid}, e.g. "
+                          "{train: 24, val: 12, test: 12, height: 64, width: 128, seed: 11}")
+
+
+def check_test(path: Path, test: Any) -> None:
+    """`test` is absent or {split: <a split other than train and val>, limit: <frames or null>}."""
+    if test is None:
+        return
+    if not isinstance(test, dict) or set(test) - TEST_KEYS:
+        raise ConfigError(f"{path}: test must be a mapping with keys {sorted(TEST_KEYS)}, e.g. "
+                          "{split: test, limit: 500}")
+    if test.get("split", "test") in ("train", "val"):
+        raise ConfigError(f"{path}: test.split={test['split']} is not held out (val selects the checkpoints); "
+                          "use a split of its own, e.g. test")
+    limit = test.get("limit")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"{path}: test.limit={limit!r} must be a frame count >= 1 or null (all frames)")
