@@ -3,7 +3,8 @@
     python tools/analyze_transfer.py RESULTS_DIR [--method equal]
 
 Writes transfer_report.md with conflict curves and heatmaps, the lookahead affinity matrix and
-a verdict per task pair (see perception_mtl/analysis/transfer.py for the tests used).
+a verdict per task pair; negative transfer is flagged on Holm-adjusted p-values over every test
+of the report (see perception_mtl/analysis/transfer.py for the tests used).
 """
 from __future__ import annotations
 

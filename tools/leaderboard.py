@@ -2,8 +2,10 @@
 
     python tools/leaderboard.py RESULTS_DIR [--wandb-mode offline|online|disabled]
 
-Reads RESULTS_DIR/runs/*/seed*/result.json (written by tools/benchmark.py), ranks the
-multi-task runs by delta-m per-task (LibMTL) and shows delta-m flat (Nash-MTL, FAMO) too.
+Reads RESULTS_DIR/runs/*/seed*/result.json (written by tools/benchmark.py; their held-out test
+metrics when every run has them), ranks the multi-task runs by delta-m per-task (LibMTL) with
+ties where the paired 95% interval against the leader holds 0, shows delta-m flat (Nash-MTL,
+FAMO), each run's paired difference to `equal`, per-seed rank ranges and Kendall's W.
 Writes leaderboard.md, leaderboard.csv, leaderboard.html (sortable, self-contained),
 pareto.png and delta_m.png into RESULTS_DIR and logs the table as a W&B Table (mode: the
 flag, else WANDB_MODE, else the suite's wandb.mode, else offline).

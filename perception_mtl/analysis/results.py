@@ -1,6 +1,6 @@
 """Read a benchmark results folder: one record per finished run (`runs/<run>/seed<k>/result.json`).
 
-A record is the result.json dict: run, kind ("mtl" | "stl" | "pair"), method, seed, tasks, metrics
+A record is the result.json dict: run, kind ("mtl" | "stl" | "pair" | "tune"), method, seed, tasks, metrics
 {"<task>/<metric>": value} (on val, at the end of training), directions {"<task>/<metric>":
 higher is better}, params, train_time_s, latency_ms, steps; with the suite's `test`, also test
 {split, limit, checkpoint, step, frames, metrics}: the selected checkpoint on the held-out split.

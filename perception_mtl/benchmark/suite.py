@@ -61,7 +61,7 @@ class Run:
     """One training run of the suite: a balancer (or a single task) and a seed."""
 
     label: str  # "equal", "pcgrad-rep", "stl-det"
-    kind: str  # "mtl", "stl" or "pair"
+    kind: str  # "mtl", "stl", "pair" or "tune" (a grid point of a method with `tune`)
     method: str
     tasks: list[str]
     seed: int
