@@ -131,7 +131,7 @@ def build_rows(records: list[dict], chosen: dict[str, list[str]]) -> tuple[list[
     for value in dict.fromkeys(sweep_value(r) for r in records):
         group_rows, group_notes = build_group_rows([r for r in records if sweep_value(r) == value], chosen)
         rows += group_rows
-        notes += group_notes
+        notes += group_notes if value is None else [f"at {value}: {note}" for note in group_notes]
     return rows, notes
 
 
