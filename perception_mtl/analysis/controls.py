@@ -21,14 +21,12 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from perception_mtl.analysis.leaderboard import REFERENCE, build_rows
 from perception_mtl.analysis.multiplicity import holm
 from perception_mtl.analysis.paired import p_below_zero, paired_differences
 from perception_mtl.analysis.reported import Reported, reported, split_words
 from perception_mtl.analysis.transfer import ALPHA, transfer_tests
-from perception_mtl.config import ConfigError
 
 EXPECTATIONS = ("better_than_equal", "harms", "harmless")
 
@@ -40,30 +38,6 @@ class Verdict:
     p: float
     p_holm: float
     outcome: str  # "PASS" | "FAIL" | "n/a"
-
-
-def check_expect(path: Path, expect: Any, spec: dict) -> None:
-    """Raise ConfigError unless `expect` is a list of known expectations naming the suite's methods
-    and tasks (see the module docstring)."""
-    if expect is None:
-        return
-    labels = [m if isinstance(m, str) else m.get("label", m["name"]) for m in spec.get("methods", [])]
-    tasks = list(spec.get("tasks", []))
-    for item in expect if isinstance(expect, list) else [expect]:
-        if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in EXPECTATIONS:
-            raise ConfigError(f"{path}: expect entries are one-key mappings from {list(EXPECTATIONS)}, e.g. "
-                              "{better_than_equal: [uncertainty]} or {harms: {noise: [seg]}}; got " + repr(item))
-        (kind, value), = item.items()
-        if kind == "better_than_equal":
-            unknown = [m for m in value or [] if m not in labels] if isinstance(value, list) else [value]
-            if not value or unknown or REFERENCE not in labels:
-                raise ConfigError(f"{path}: better_than_equal needs a list of the suite's method labels {labels} "
-                                  f"(and '{REFERENCE}' among them); unknown: {unknown}")
-            continue
-        pairs = [(a, b) for a, bs in value.items() for b in bs] if isinstance(value, dict) else None
-        if not pairs or any(a not in tasks or b not in tasks or a == b for a, b in pairs) or not spec.get("pairs"):
-            raise ConfigError(f"{path}: {kind} maps a task to the tasks it trains with, e.g. {{noise: [seg, depth]}}, "
-                              f"all from tasks {tasks}, and needs pairs: true; got {value!r}")
 
 
 def better_than_equal(rep: Reported, methods: list[str]) -> list[Verdict]:

@@ -50,9 +50,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from perception_mtl.analysis.controls import check_expect
-from perception_mtl.benchmark.suite_checks import (EXPERIMENT_KEYS, KEYS, check_keys, check_methods, check_runs,
-                                                   check_test, check_world)
+from perception_mtl.benchmark.suite_checks import (EXPERIMENT_KEYS, KEYS, check_expect, check_keys, check_methods,
+                                                   check_runs, check_test, check_world, method_label)
 from perception_mtl.config import ConfigError, load_config
 
 
@@ -177,10 +176,9 @@ def method_runs(method: dict, tasks: list[str], seed: int) -> list[Run]:
     params = [f"balancer.params.{k}={_value(v)}" for k, v in (method.get("params") or {}).items()]
     extra = [f"{k}={_value(v)}" for k, v in (method.get("config") or {}).items()]
     overrides = [f"balancer.name={method['name']}", *params, *extra]
-    grid = method.get("tune")
+    grid, row = method.get("tune"), method_label(method)
     if not grid:
-        return [Run(method.get("label", method["name"]), "mtl", method["name"], tasks, seed, overrides)]
-    row = method.get("label", f"{method['name']}-tuned")
+        return [Run(row, "mtl", method["name"], tasks, seed, overrides)]
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     budget = ", ".join(grid) + f" x{len(points)}"
     return [Run(f"{row}:{point_text(point)}", "tune", method["name"], tasks, seed,

@@ -5,6 +5,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from perception_mtl.analysis.controls import EXPECTATIONS
+from perception_mtl.analysis.leaderboard import REFERENCE
 from perception_mtl.config import ConfigError
 from perception_mtl.data.world.generate import WorldSpec
 
@@ -78,3 +80,34 @@ def check_test(path: Path, test: Any) -> None:
     limit = test.get("limit")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"{path}: test.limit={limit!r} must be a frame count >= 1 or null (all frames)")
+
+
+def method_label(method: str | dict) -> str:
+    """The run label of a `methods` entry: its `label`, else its name ("<name>-tuned" with `tune`)."""
+    if isinstance(method, str):
+        return method
+    return method.get("label", f"{method['name']}-tuned" if method.get("tune") else method["name"])
+
+
+def check_expect(path: Path, expect: Any, spec: dict) -> None:
+    """`expect` is absent or a list of the expectations of analysis/controls.py, naming the suite's
+    method labels and tasks."""
+    if expect is None:
+        return
+    labels = [method_label(m) for m in spec.get("methods", [])]
+    tasks = list(spec.get("tasks", []))
+    for item in expect if isinstance(expect, list) else [expect]:
+        if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in EXPECTATIONS:
+            raise ConfigError(f"{path}: expect entries are one-key mappings from {list(EXPECTATIONS)}, e.g. "
+                              "{better_than_equal: [uncertainty]} or {harms: {noise: [seg]}}; got " + repr(item))
+        (kind, value), = item.items()
+        if kind == "better_than_equal":
+            unknown = [m for m in value or [] if m not in labels] if isinstance(value, list) else [value]
+            if not value or unknown or REFERENCE not in labels:
+                raise ConfigError(f"{path}: better_than_equal needs a list of the suite's method labels {labels} "
+                                  f"(and '{REFERENCE}' among them); unknown: {unknown}")
+            continue
+        pairs = [(a, b) for a, bs in value.items() for b in bs] if isinstance(value, dict) else None
+        if not pairs or any(a not in tasks or b not in tasks or a == b for a, b in pairs) or not spec.get("pairs"):
+            raise ConfigError(f"{path}: {kind} maps a task to the tasks it trains with, e.g. {{noise: [seg, depth]}}, "
+                              f"all from tasks {tasks}, and needs pairs: true; got {value!r}")
