@@ -231,7 +231,8 @@ def write_transfer_report(results_dir: str | Path, method: str | None = None) ->
     changes, pairs = transfer_tests(records)
     tested = sum(not math.isnan(c["p"]) for c in [*changes, *pairs.values()])
     methods = sorted({r["run"] for r in records if r["kind"] == "mtl"})
-    lines = ["# Negative-transfer report", "", f"All numbers: {split_words(rep.split)}.", *rep.notes, ""]
+    lines = ["# Negative-transfer report", "", f"All numbers: {split_words(rep.split)}.", "",
+             *(f"- {note}" for note in rep.notes), *([""] if rep.notes else [])]
     lines += ["## MTL vs single-task", "",
               "Relative change of each task's primary metric against the mean of its single-task runs "
               "(%, positive = better), mean +- std over seeds. Welch's one-sided t-test gives the raw p; Holm's "
