@@ -303,3 +303,13 @@ def test_bench_balancers_prints_a_table(tiny_world, tmp_path):
     assert names == ["equal/loss", "famo/loss, same_batch", "famo/loss, next_batch",
                      "pcgrad/representation", "pcgrad/parameter"], out.stdout
     assert rows[1].split("|")[4].strip() == "1.00"
+
+
+def test_bench_balancers_compares_the_jacobian_with_autograms_gramian(tiny_world):
+    cmd = [sys.executable, str(ROOT / "tools" / "bench_balancers.py"), "--gramian", "--steps", "1", "--warmup", "0",
+           *TINY_TRAIN, f"data.root={tiny_world}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "WANDB_MODE": "disabled"})
+    rows = [line.split("|") for line in out.stdout.splitlines() if line.startswith("| ")]
+    assert [row[1].strip() for row in rows[1:]] == ["mtl_backward + jac_to_grad",
+                                                    "autogram Gramian + weighted backward"]
+    assert rows[1][3].strip() == "1.00" and float(rows[2][2]) > 0 and float(rows[2][4]) > 0

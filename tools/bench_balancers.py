@@ -1,6 +1,7 @@
 """Cost of one training step per balancer, against `equal`, side by side in one process.
 
     python tools/bench_balancers.py [--steps 5] [--warmup 2] [--methods a,b] [--no-memory] [key=value ...]
+    python tools/bench_balancers.py --gramian [--steps 5] [--warmup 2] [key=value ...]
 
 Builds the default model (configs/default.yaml plus overrides) on one real batch of the
 embedded world and times the trainer's own step (forward, losses, balancer.backward, clip,
@@ -8,6 +9,13 @@ optimizer step, after_step) for every method; gradient methods in both spaces. R
 through the methods in turn (so drift hits all alike) and the table shows medians and the
 ratio to `equal`. Peak memory: each method runs 2 steps in a fresh child process and reports
 its peak resident memory (CPU, VmHWM) or peak allocated memory (CUDA).
+
+`--gramian`: the parameter-space gradient of a Gramian weighting (UPGrad) two ways, each in its
+own child process (time: median over the rounds of forward + gradient; peak memory): torchjd's
+`mtl_backward` + `jac_to_grad` (the Jacobian on the shared parameters, what the balancers use) and
+`torchjd.autogram` (the Gramian accumulated layer by layer without the Jacobian, weights from it,
+one backward of sum_i w_i L_i). The engine needs `batch_dim=None`: the backbones' BatchNorm mixes
+the samples of a batch.
 """
 from __future__ import annotations
 
@@ -25,9 +33,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from torchjd.aggregation import UPGrad, UPGradWeighting  # noqa: E402
+from torchjd.autogram import Engine  # noqa: E402
+from torchjd.autojac import jac_to_grad, mtl_backward  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from perception_mtl.balancing import BALANCERS, balancer_spaces, build_balancer  # noqa: E402
+from perception_mtl.balancing.gradients import representation  # noqa: E402
+from perception_mtl.balancing.scale import scale_safe  # noqa: E402
 from perception_mtl.config import ConfigError, load_config  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
 from perception_mtl.data.collate import collate  # noqa: E402
@@ -89,6 +102,58 @@ def child(variant: str, overrides: list[str]) -> None:
     print(json.dumps({"peak_mib": _peak_mib()}))
 
 
+def shared_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The model's top-level modules that hold only shared parameters (backbone, shared neck)."""
+    shared = {id(p) for p in model.shared_parameters()}
+    return [m for m in model.children()
+            if list(m.parameters()) and all(id(p) in shared for p in m.parameters())]
+
+
+def gradient_child(mode: str, steps: int, warmup: int, overrides: list[str]) -> None:
+    """Time `steps` rounds of forward + UPGrad's gradient on the shared parameters, computed from
+    the Jacobian (`mode="jacobian"`) or autogram's Gramian (`mode="autogram"`); print the median
+    and this process's peak memory."""
+    with tempfile.TemporaryDirectory() as out:
+        trainer = make_trainer(overrides, out)
+        batch = collate([trainer.train_set[i] for i in range(trainer.cfg.train.batch_size)])
+        model = trainer.model
+        shared = [p for p in model.shared_parameters() if p.requires_grad]
+        engine = Engine(*shared_modules(model), batch_dim=None) if mode == "autogram" else None
+        times = []
+        for r in range(warmup + steps):
+            model.zero_grad(set_to_none=True)
+            tic = time.perf_counter()
+            losses = trainer.losses(batch, trainer.active_tasks())
+            if engine is None:
+                mtl_backward(list(losses.values()), representation(model), shared_params=shared,
+                             tasks_params=[list(model.task_parameters(t)) for t in losses])
+                jac_to_grad(shared, scale_safe(UPGrad))
+            else:
+                stacked = torch.stack(list(losses.values()))
+                stacked.backward(scale_safe(UPGradWeighting)(engine.compute_gramian(stacked)))
+            if r >= warmup:
+                times.append(time.perf_counter() - tic)
+    print(json.dumps({"seconds": statistics.median(times), "peak_mib": _peak_mib()}))
+
+
+def compare_gramians(steps: int, warmup: int, overrides: list[str]) -> None:
+    """Print the Jacobian and autogram rows of `--gramian`."""
+    rows = {}
+    for mode in ("jacobian", "autogram"):
+        cmd = [sys.executable, __file__, "--child", f"gradient:{mode}", "--steps", str(steps),
+               "--warmup", str(warmup), *overrides]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        rows[mode] = json.loads(result.stdout.strip().splitlines()[-1])
+    print("\n| UPGrad gradient, parameter space | forward + gradient (s) | x Jacobian | peak memory (MiB) "
+          "| x Jacobian |")
+    print("|---|---|---|---|---|")
+    labels = {"jacobian": "mtl_backward + jac_to_grad", "autogram": "autogram Gramian + weighted backward"}
+    for mode, label in labels.items():
+        row, base = rows[mode], rows["jacobian"]
+        print(f"| {label} | {row['seconds']:.3f} | {row['seconds'] / base['seconds']:.2f} | "
+              f"{row['peak_mib']:.0f} | {row['peak_mib'] / base['peak_mib']:.2f} |")
+
+
 def _peak_mib() -> float:
     """Peak memory of this process: CUDA's allocator peak, else VmHWM (Linux). Not ru_maxrss:
     Linux carries it across exec from the forking parent, which would hide the child's own peak."""
@@ -107,13 +172,18 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--methods", help="comma-separated; default: every registered balancer")
     p.add_argument("--no-memory", action="store_true", help="skip the per-method child processes")
+    p.add_argument("--gramian", action="store_true", help="Jacobian vs autogram's Gramian for UPGrad (see above)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", help="config key=value (default: configs/default.yaml)")
     args = p.parse_args()
+    if args.child and args.child.startswith("gradient:"):
+        return gradient_child(args.child.partition(":")[2], args.steps, args.warmup, args.overrides)
     if args.child:
         return child(args.child, args.overrides)
     if args.steps < 1 or args.warmup < 0:
         p.error(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
+    if args.gramian:
+        return compare_gramians(args.steps, args.warmup, args.overrides)
     unknown = sorted(set(args.methods.split(",") if args.methods else []) - set(BALANCERS.names()))
     if unknown:
         p.error(f"--methods: unknown balancer(s) {unknown}; choose from {BALANCERS.names()}")

@@ -47,8 +47,8 @@ from typing import Callable
 import torch
 from torch import nn
 from torchjd.aggregation import (IMTLG, MGDA, PCD, Aggregator, AlignedMTL, CAGrad, ConFIG, CRMOGMWeighting, DualProj,
-                                 ExcessMTL, FairGradWeighting, GradVac, GramianWeightedAggregator, NashMTL, PCGrad, UPGrad,
-                                 WeightedAggregator)
+                                 ExcessMTL, FairGradWeighting, GradVac, GramianWeightedAggregator, NashMTL, PCGrad,
+                                 UPGrad, WeightedAggregator)
 from torchjd.autojac import jac_to_grad, mtl_backward
 
 from perception_mtl.balancing import BALANCERS, REPRESENTATION, variants
@@ -62,11 +62,13 @@ SPACES = ("parameter", "representation")
 
 
 def _nashmtl(n: int, update_weights_every: int = 1, optim_niter: int = 20) -> Aggregator:
+    """Nash-MTL without torchjd's clip of the direction (`max_norm` clips the shared gradient)."""
     nash = NashMTL(n, max_norm=0.0, update_weights_every=update_weights_every, optim_niter=optim_niter)
     return WeightedAggregator(UnitScale(nash.weighting, exponent=-1.0, gramian=False))
 
 
 def _fairgrad(n: int, alpha: float = 1.0) -> Aggregator:
+    """FairGrad, solved on the unit-trace Gramian (its weights scale as trace^(-alpha/(1+alpha)))."""
     weighting = FairGradWeighting(alpha)
     return GramianWeightedAggregator(UnitScale(weighting, exponent=-alpha / (1 + alpha), gramian=True))
 

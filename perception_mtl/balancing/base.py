@@ -12,14 +12,18 @@ values or gradients from the global batch, and (b) keep its state identical on e
 - static, equal, rlw: weights do not depend on this step's data (rlw draws them from the torch
   RNG, identical on every rank), so the averaged gradient is exactly the global one.
 - uncertainty: s_i are ordinary parameters; their gradients are averaged like the model's.
-- gls, dwa, famo: the weights and the state (DWA's history, FAMO's logits and Adam) use the global
-  losses (`distributed.global_values`, the mean of the local batch-mean losses).
+- gls, dwa, famo, stch, imtl_l: the weights and the state (DWA's history, FAMO's logits and Adam,
+  STCH's nadir point, IMTL-L's scale gradients) use the global losses (`distributed.global_values`,
+  the mean of the local batch-mean losses).
 - gradnorm: global losses for the training rates; the norms G_i come from the global Gramian
   (representation space) or the all-reduced gradients of the last shared layer (parameter space).
 - torchjd aggregators: parameter space all-reduces the per-task Jacobians on the shared
   parameters before `jac_to_grad`; representation space computes the weights from the global
-  Gramian (sum of local Gramians), or, for aggregators that need the matrix (GradDrop, ConFIG,
-  NashMTL), from the all-gathered global Jacobian.
+  Gramian (sum of local Gramians), or, for aggregators that need the matrix (ConFIG, NashMTL,
+  GradDrop on parameters), from the all-gathered global Jacobian. `max_norm` (nashmtl, fairgrad)
+  clips the shared gradient after averaging it over ranks.
+- graddrop (representation): the per-element sums S_i are summed over ranks (one mask for the
+  global batch). db_mtl: the per-task Jacobians are averaged over ranks before its EMA.
 So N ranks with batch B take the same step as one process with batch N*B whenever each task loss
 is a mean of per-sample losses (the equivalence test checks this for equal, uncertainty, gradnorm
 and pcgrad).

@@ -14,8 +14,8 @@ real losses reach it (trace(G) of 2.6e-5 on the shared representation by step 15
   never zeroes them, so the tiny value is closer to it. The QP's `reg_eps` acts after the
   normalisation, so it is relative and stays.)
 - GradVac adds `eps` (1e-8) to products of gradient norms, PCD adds `eps` (1e-8) to its moving
-  average of squared norms: with small gradients they dominate (cosines go to 0, every gradient
-  gets the same scale). We pass TINY, which only guards a division by zero.
+  average of squared norms: with small gradients they dominate (cosines shrink toward 0, every
+  gradient gets the same scale). We pass TINY, which only guards a division by zero.
 - Nash-MTL's weights solve alpha_i (G alpha)_i = 1, so they scale as 1/|J| (the update J^T alpha
   does not); FairGrad's solve G w = w^(-1/alpha), so they scale as trace(G)^(-alpha/(1+alpha)).
   torchjd's solvers (ECOS warm-started at the previous alpha; scipy's least_squares from the
@@ -26,8 +26,9 @@ real losses reach it (trace(G) of 2.6e-5 on the shared representation by step 15
 Checked and left alone (their thresholds are relative or do not bind at small scales): MGDA
 (`epsilon` bounds the Frank-Wolfe step, a ratio), IMTL-G (pinv's relative cutoff; its 1e-12 on
 sum(v) can only bind for huge gradients, v scaling as 1/|J|), Aligned-MTL (tolerance relative to
-the largest eigenvalue), PCGrad, ConFIG and GradDrop (no threshold). ExcessMTL adds 1e-7 to accumulated squared gradients;
-that is the official code's and its first step is scale-dependent by design.
+the largest eigenvalue), PCGrad, ConFIG and GradDrop (no threshold). ExcessMTL adds 1e-7 to its
+accumulated squared gradients as the official code does, and its first step is scale-dependent
+by design (it weights the raw excess-risk proxy).
 """
 from __future__ import annotations
 
