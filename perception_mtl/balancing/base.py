@@ -1,4 +1,4 @@
-"""The balancer interface (DESIGN.md section 2): it runs the backward pass itself.
+"""The balancer interface (docs/ARCHITECTURE.md, "Data flow"): it runs the backward pass itself.
 
 `balancer.backward(losses, model)` receives the task losses of this step ({task: scalar},
 only tasks with labels in the batch) and the model (for `shared_parameters()`,

@@ -1,6 +1,6 @@
 """Cityscapes in its official on-disk layout: real Cityscapes and the driving world alike.
 
-A sample is a dict (DESIGN.md section 2):
+A sample is a dict (docs/ARCHITECTURE.md, "Data flow"):
   image (3, H, W) float in [0, 1]; frame: str; has: set of task names with targets;
   seg:   semantic (H, W) int64, 255 = ignore (19 train ids or 7 categories);
   depth: depth (H, W) float32 metres along the optical axis, 0 = invalid;

@@ -1,4 +1,4 @@
-"""Predictions in the files outside evaluators read (DESIGN.md section 3, `--save-predictions`):
+"""Predictions in the files outside evaluators read (docs/ARCHITECTURE.md, "File contracts", `--save-predictions`):
 semantic/<frame>.png in Cityscapes label ids, depth/<frame>.png uint16 depth*256 (KITTI, 0 = none),
 detections.json (COCO results) with detections_gt.json (COCO ground truth, same images)."""
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Write a rendered `Frame` in the official Cityscapes on-disk format (plus scene attributes).
 
-Layout (DESIGN.md section 3), for `stem` = `{city}_{seq:06d}_{frame:06d}`:
+Layout (docs/ARCHITECTURE.md, "File contracts"), for `stem` = `{city}_{seq:06d}_{frame:06d}`:
   leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png      RGB uint8
   gtFine/{split}/{city}/{stem}_gtFine_labelIds.png        label ids, uint8
   gtFine/{split}/{city}/{stem}_gtFine_instanceIds.png     labelId*1000+k (things), labelId (stuff), uint16
