@@ -13,6 +13,8 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from perception_mtl.errors import ConfigError
+
 
 @dataclass
 class MixEntry:
@@ -161,10 +163,6 @@ class Config:
 
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message says what is valid."""
 
 
 def _valid_keys(node: Any, prefix: str = "") -> list[str]:

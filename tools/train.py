@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         p.exit(2, f"weights error: {err}\n")
     except ConfigError as err:  # e.g. train.device=cuda where there is no GPU
         p.exit(2, f"config error: {err}\n")
-    from perception_mtl.engine import distributed
+    from perception_mtl import distributed
 
     metrics = trainer.fit()
     main = distributed.is_main()

@@ -51,12 +51,12 @@ from torchjd.aggregation import (IMTLG, MGDA, PCD, Aggregator, AlignedMTL, CAGra
                                  UPGrad, WeightedAggregator)
 from torchjd.autojac import jac_to_grad, mtl_backward
 
+from perception_mtl import distributed
 from perception_mtl.balancing import BALANCERS, REPRESENTATION, variants
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, representation, task_gradients
 from perception_mtl.balancing.scale import UnitScale, scale_safe
 from perception_mtl.balancing.stateful import capture, is_stateful, restore
-from perception_mtl.engine import distributed
 
 SPACES = ("parameter", "representation")
 

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 from torchjd.autojac import mtl_backward
 
+from perception_mtl import distributed
 from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import representation
-from perception_mtl.engine import distributed
 
 EPS = 1e-8
 

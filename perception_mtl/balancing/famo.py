@@ -24,7 +24,7 @@ from torch import nn
 
 from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
-from perception_mtl.engine.distributed import global_values
+from perception_mtl.distributed import global_values
 
 EPS = 1e-8
 

@@ -31,10 +31,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from perception_mtl import distributed
 from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, task_gradients
-from perception_mtl.engine import distributed
 
 
 REPRESENTATION_NORMS = "norms on the shared features (representation space)"

@@ -19,7 +19,7 @@ from torchjd.scalarization import STCH
 
 from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
-from perception_mtl.engine.distributed import global_values
+from perception_mtl.distributed import global_values
 
 
 @BALANCERS.register("stch")

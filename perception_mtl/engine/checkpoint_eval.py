@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from perception_mtl.config import load_config
 from perception_mtl.data.build import val_loaders
+from perception_mtl.distributed import resolve_device
 from perception_mtl.engine.checkpoint import load_checkpoint
-from perception_mtl.engine.distributed import resolve_device
 from perception_mtl.engine.evaluator import evaluate_parts
 from perception_mtl.engine.trainer import build_tasks
 from perception_mtl.models import build_model

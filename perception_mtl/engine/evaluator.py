@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from perception_mtl import distributed
 from perception_mtl.data.collate import move_batch
-from perception_mtl.engine import distributed
 from perception_mtl.engine.export import PredictionWriter
 from perception_mtl.tasks.base import Task
 

@@ -16,12 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from perception_mtl import distributed
 from perception_mtl.balancing import build_balancer
 from perception_mtl.balancing.gradients import probe
 from perception_mtl.data.build import train_set, val_loaders
 from perception_mtl.data.collate import collate, move_batch
 from perception_mtl.data.sampling import SeededDataset, StepSampler
-from perception_mtl.engine import distributed
 from perception_mtl.engine.affinity import lookahead_affinity
 from perception_mtl.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from perception_mtl.engine.evaluator import evaluate_parts

@@ -7,7 +7,7 @@ from torchmetrics import Metric
 from torchmetrics.detection import MeanAveragePrecision
 
 from perception_mtl.data.labels import DET_CLASSES
-from perception_mtl.engine.distributed import gather_objects
+from perception_mtl.distributed import gather_objects
 from perception_mtl.models.heads.detection import DetectionHead
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task, labelled

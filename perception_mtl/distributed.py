@@ -1,5 +1,7 @@
 """torch.distributed helpers for runs launched by torchrun; every helper is a no-op (or the
-identity) in a single process, so the training code calls them unconditionally.
+identity) in a single process, so the training code calls them unconditionally. A leaf of the
+package: it imports nothing of perception_mtl but `errors.py`, so that balancers, tasks, data and
+tracking can use it without reaching up into the engine.
 
 Devices: the model, batches and gradients live on `train.device` (a GPU per process under
 torchrun with nccl); balancer bookkeeping, metric states and flags stay on the CPU and travel
@@ -18,7 +20,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from perception_mtl.config import ConfigError
+from perception_mtl.errors import ConfigError
+
+
+class DeviceError(ConfigError):
+    """`train.device` names a device this machine or this torch build does not have."""
 
 
 _CPU_GROUP = None  # a gloo group for CPU tensors and objects when the default backend is nccl
@@ -31,7 +37,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but this torch has no CUDA device "
+        raise DeviceError(f"train.device={name} but this torch has no CUDA device "
                            f"(torch {torch.__version__}); run with train.device=cpu (or auto)")
     device = torch.device(f"cuda:{local}" if name == "cuda" else name)
     if device.type == "cuda":
