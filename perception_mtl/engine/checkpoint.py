@@ -1,43 +1,48 @@
-"""Atomic checkpoints: write to a temporary file in the same folder, fsync, then rename."""
+"""Atomic checkpoints (a temporary file in the same folder, fsync, then a rename) and their reading,
+with errors that say what is wrong with the file and what to do."""
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from perception_mtl.atomic import atomic_write
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable or not one of ours; the message names it."""
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write `state` so that `path` is always either the old or the new complete file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(state, f))
     except OSError as err:  # disk full, quota, permissions: the previous file is untouched
-        Path(tmp).unlink(missing_ok=True)
         raise OSError(err.errno, f"could not write checkpoint {path} ({err.strerror or err}); the previous "
                       f"{path.name} (if any) is intact: free disk space, then rerun with --resume") from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def _reason(path: Path, err: Exception) -> str:
+    """Why torch.load failed, in one line: the exception's first sentence (torch's zip reader
+    appends a paragraph of advice), its type when it has no message, and the file's size."""
+    first = str(err).strip().split("\n")[0].split(". ")[0].strip()
+    return f"{type(err).__name__}{': ' + first if first else ''}; the file has {path.stat().st_size} bytes"
+
+
+def load_checkpoint(path: str | Path, advice: str = "rerun the training that writes it") -> dict:
+    """The state dict saved by `save_checkpoint`; a CheckpointError naming the file, the reason
+    and `advice` (what the caller's user should do) when it is missing or unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise CheckpointError(f"no checkpoint at {path}; {advice}")
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise RuntimeError(f"checkpoint {path} is unreadable ({err}); delete it to start afresh") from err
+    except Exception as err:  # torch.load's ways to fail: zip, unpickling, EOF errors
+        raise CheckpointError(f"checkpoint {path} is unreadable ({_reason(path, err)});\n{advice}") from err
 
 
 def rng_state() -> dict:

@@ -6,8 +6,6 @@ overwritten."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,23 +14,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from perception_mtl.atomic import atomic_write  # noqa: E402
+
 
 def _read(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln] if path.exists() else []
 
 
 def save_figure(fig, path: Path, dpi: int = 100) -> bool:
-    """Write `fig` to `path` atomically; on an OSError warn, keep the old file, return False."""
-    tmp = None
+    """Write `fig` to `path` atomically, with the umask's mode; on an OSError warn, keep the old
+    file, return False."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, dpi=dpi, format=path.suffix.lstrip("."))
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".")))
         return True
     except OSError as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         warnings.warn(f"could not write {path} ({err}); the run's records are intact: free disk space and "
                       f"redraw with `python -c \"from perception_mtl.tracking.plots import plot_run; "
                       f"plot_run('{path.parent}')\"`")
