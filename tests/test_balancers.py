@@ -1,59 +1,33 @@
 """Balancers on cases with known answers, on the real model, and across checkpoint/resume."""
 from __future__ import annotations
 
-import inspect
 import io
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+from scipy.optimize import minimize
 from torch import nn
+from torchjd.aggregation import CRMOGMWeighting
 
 from perception_mtl.balancing import BALANCERS, balancer_options, build_balancer
+from perception_mtl.balancing.aggregators import CR_MOGM_BASES, METHODS
+from perception_mtl.balancing.base import Balancer
+from perception_mtl.balancing.graddrop import GradDropBalancer
+from perception_mtl.balancing.uncertainty import FORMS
 from perception_mtl.config import ConfigError, load_config
 from perception_mtl.data.collate import collate
 from perception_mtl.engine.trainer import Trainer
 
-from helpers import TINY_TRAIN, tiny_config
+from helpers import TINY_TRAIN, Probe, TwoTaskLinear, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class TwoTaskLinear(nn.Module):
-    """A shared linear layer and one linear head per task; task b's loss is `scale` times larger.
-
-    Targets carry noise (variance 0.5 for a and for b before scaling), so the losses settle at
-    known floors. Exposes the model interface balancers use."""
-
-    def __init__(self, scale: float = 100.0, seed: int = 0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.shared = nn.Linear(16, 16)
-        self.heads = nn.ModuleDict({"a": nn.Linear(16, 1), "b": nn.Linear(16, 1)})
-        self.x = torch.randn(256, 16, generator=g)
-        self.y = {t: self.x @ torch.randn(16, 1, generator=g) + 0.5 ** 0.5 * torch.randn(256, 1, generator=g)
-                  for t in self.heads}
-        self.scale = {"a": 1.0, "b": scale}
-        self.shared_representation: dict[int, torch.Tensor] = {}
-
-    def losses(self) -> dict[str, torch.Tensor]:
-        rep = self.shared(self.x)
-        self.shared_representation = {0: rep}
-        return {t: self.scale[t] * ((head(rep) - self.y[t]) ** 2).mean() for t, head in self.heads.items()}
-
-    def shared_parameters(self):
-        return self.shared.parameters()
-
-    def last_shared_parameters(self):
-        return self.shared.parameters()
-
-    def task_parameters(self, task: str):
-        return self.heads[task].parameters()
 
 
 def weighted_grad_norms(model: TwoTaskLinear, weights: dict[str, float], space: str) -> dict[str, float]:
@@ -105,7 +79,7 @@ def test_gradnorm_equalises_gradient_norms_and_equal_does_not(space, model_lr):
 def test_uncertainty_sigma2_converges_to_each_loss():
     torch.manual_seed(0)
     model = TwoTaskLinear()
-    uw = build_balancer("uncertainty", ["a", "b"], {"forms": {}})  # regression form: optimum sigma^2 = L
+    uw = build_balancer("uncertainty", ["a", "b"], {"forms": {"a": "regression", "b": "regression"}})  # optimum sigma^2 = L
     result = train(model, uw, 4000, lr=0.02)[-1]
     with torch.no_grad():
         losses = {t: float(v) for t, v in model.losses().items()}
@@ -116,29 +90,6 @@ def test_uncertainty_sigma2_converges_to_each_loss():
     uw = build_balancer("uncertainty", ["a", "b"], {"forms": {"a": "classification", "b": "classification"}})
     result = train(TwoTaskLinear(), uw, 4000, lr=0.02)[-1]
     assert result["uncertainty/sigma2/a"] == pytest.approx(2 * losses["a"], rel=0.25), result
-
-
-class Probe(nn.Module):
-    """Shared vector theta; the representation is theta itself and L_i = <g_i, theta> + c_i^2, so the
-    per-task gradients on theta (and on the representation) are exactly g_i."""
-
-    def __init__(self, grads: torch.Tensor):
-        super().__init__()
-        self.g = grads
-        self.theta = nn.Parameter(torch.zeros(grads.shape[1]))
-        self.c = nn.ParameterDict({str(i): nn.Parameter(torch.ones(())) for i in range(len(grads))})
-        self.shared_representation: dict[int, torch.Tensor] = {}
-
-    def losses(self) -> dict[str, torch.Tensor]:
-        rep = self.theta * 1.0
-        self.shared_representation = {0: rep}
-        return {str(i): g @ rep + self.c[str(i)] ** 2 for i, g in enumerate(self.g)}
-
-    def shared_parameters(self):
-        return iter([self.theta])
-
-    def task_parameters(self, task: str):
-        return iter([self.c[task]])
 
 
 CONFLICT = torch.tensor([[1.0, 0.0, 0.0], [-0.8, 0.6, 0.0]])  # cosine -0.8
@@ -190,7 +141,7 @@ def test_dwa_weights_follow_the_descent_rates():
 
 
 STATEFUL = [("gradnorm", {}), ("dwa", {"period": 3}), ("famo", {}), ("famo", {"update": "next_batch"}),
-            ("uncertainty", {}), ("imtl_l", {}), ("stch", {"warmup": 2, "period": 3}), ("db_mtl", {}),
+            ("uncertainty", {"forms": {"a": "regression", "b": "classification"}}), ("imtl_l", {}), ("stch", {"warmup": 2, "period": 3}), ("db_mtl", {}),
             ("excessmtl", {}), *[(name, {"space": space}) for name in ("nashmtl", "gradvac", "pcd")
                                  for space in ("parameter", "representation")],
             ("cr_mogm", {"base": "imtl_g"}), ("cr_mogm", {"base": "imtl_g", "space": "representation"})]
@@ -250,27 +201,82 @@ def test_every_balancer_steps_the_real_model(name, tiny_world, tiny_batch, tmp_p
     assert "train/grad/cos/det-seg" in stats  # log_every=1: gradient statistics are logged
 
 
-def test_representation_space_runs_on_the_real_model(tiny_world, tiny_batch, tmp_path):
+def upgrad_weights(gramian: np.ndarray) -> np.ndarray:
+    """UPGrad's weights (T,) for a Gramian G (T, T) (Quinton & Rey 2024): the sum over tasks i of
+    argmin_{w >= e_i / T} w^T G w, each g_i / T projected onto the dual cone in weight space; solved
+    with scipy's bounded L-BFGS-B on G / trace(G), not torchjd's quadprog."""
+    g = gramian / np.trace(gramian)
+    total = np.zeros(len(g))
+    for lower in np.eye(len(g)) / len(g):
+        result = minimize(lambda w: w @ g @ w, lower, jac=lambda w: 2 * g @ w, method="L-BFGS-B",
+                          bounds=[(low, None) for low in lower], options={"ftol": 1e-15, "gtol": 1e-12})
+        assert result.success, result.message
+        total += result.x
+    return total
+
+
+def test_representation_space_upgrad_weights_on_the_real_model(tiny_world, tiny_batch, tmp_path):
+    """The weights the trainer logs are UPGrad's for the Gramian of the task gradients on the shared
+    features, computed here by autograd and scipy."""
     trainer = Trainer(tiny_config(tiny_world, tmp_path, "balancer.name=upgrad",
                                   "balancer.params.space=representation"))
+    losses = trainer.losses(tiny_batch)
+    feats = [trainer.model.shared_representation[k] for k in sorted(trainer.model.shared_representation)]
+    jac = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(loss, feats, retain_graph=True)])
+                       for loss in losses.values()]).double()
+    expected = upgrad_weights((jac @ jac.T).numpy())
     stats = trainer.train_step(tiny_batch)
-    assert sum(stats[f"train/weight/{t}"] for t in ("det", "seg", "depth")) > 0
+    got = np.array([stats[f"train/weight/{t}"] for t in losses])
+    assert np.abs(expected - 1 / len(expected)).max() > 1e-3  # the projection acts: not the mean's weights
+    np.testing.assert_allclose(got, expected, rtol=1e-4)  # torchjd adds reg_eps 1e-4 to the normalised Gramian
+
+
+# every task a balancer YAML names (uncertainty's forms)
+YAML_TASKS = ["det", "seg", "depth", "scene", "drivable"]
+FORM_OF_FACTOR = {factor: form for form, factor in FORMS.items()}
+CR_MOGM_BASE_OF = {type(METHODS[base].build(len(YAML_TASKS)).gramian_weighting): base for base in CR_MOGM_BASES}
+# options whose value the built balancer holds other than as an attribute of that name (in the YAML's terms)
+READERS: dict[str, Callable[[Balancer], Any]] = {
+    "lr": lambda b: b.adam.param_groups[0]["lr"],
+    "weight_decay": lambda b: b.adam.param_groups[0]["weight_decay"],
+    "forms": lambda b: {t: FORM_OF_FACTOR[f] for t, f in b.factor.items()},
+    "weights": lambda b: {t: w for t, w in b.weights.items() if w != 1.0},  # unnamed tasks get 1
+    "base": lambda b: CR_MOGM_BASE_OF[type(next(m.weighting for m in aggregator_modules(b)
+                                                if isinstance(m, CRMOGMWeighting)))],  # the weighting it smooths
+    "space": lambda b: "representation" if isinstance(b, GradDropBalancer) else b.space,
+}
+
+
+def aggregator_modules(balancer: Balancer) -> list[nn.Module]:
+    """The modules of a torchjd balancer's aggregator for all of YAML_TASKS (none for the others)."""
+    aggregators = getattr(balancer, "aggregators", {})
+    return list(aggregators[tuple(YAML_TASKS)].modules()) if aggregators else []
+
+
+def effective(balancer: Balancer, option: str) -> Any:
+    """The value of `option` the built balancer uses: a reader's, else the attribute of that name on
+    the balancer or, first found, on its torchjd aggregator's modules (torchjd exposes its
+    hyperparameters as properties). An option no object holds fails the test."""
+    if option in READERS:
+        return READERS[option](balancer)
+    holders = [obj for obj in (balancer, *aggregator_modules(balancer)) if hasattr(obj, option)]
+    assert holders, f"no attribute of {type(balancer).__name__} or its aggregator holds {option!r}"
+    return getattr(holders[0], option)
 
 
 @pytest.mark.parametrize("yaml", sorted((ROOT / "configs" / "balancer").glob("*.yaml")), ids=lambda p: p.stem)
-def test_balancer_yaml_is_picked_by_name_and_matches_the_code_defaults(yaml):
+def test_balancer_yaml_is_picked_by_name_and_is_what_the_built_balancer_uses(yaml):
+    """Each YAML value equals the value the balancer built with the code's defaults actually uses
+    (torchjd's objects included), and the one it uses when built from the YAML."""
     file = OmegaConf.load(yaml).balancer
     cfg = load_config(None, [f"balancer.name={file.name}"], defaults=ROOT / "configs" / "default.yaml")
-    assert cfg.balancer.params == file.get("params", {})
-    assert set(cfg.balancer.params) <= set(balancer_options(file.name))
-    factory = BALANCERS.get(file.name)
-    signature = inspect.signature(factory)
-    for key, value in cfg.balancer.params.items():
-        if key in signature.parameters and signature.parameters[key].default is not inspect.Parameter.empty:
-            default = signature.parameters[key].default
-            default = dict(default) if isinstance(default, Mapping) else default
-            value = OmegaConf.to_container(cfg.balancer.params)[key]
-            assert value == default or (default is None and value == {}), key  # static's weights: None or {}
+    params = OmegaConf.to_container(cfg.balancer.params)
+    assert params == OmegaConf.to_container(file.get("params", OmegaConf.create({})))
+    assert set(params) <= set(balancer_options(file.name))
+    from_code, from_yaml = build_balancer(file.name, YAML_TASKS), build_balancer(file.name, YAML_TASKS, params)
+    for option, value in params.items():
+        assert effective(from_code, option) == value, (option, value, effective(from_code, option))
+        assert effective(from_yaml, option) == value, (option, value, effective(from_yaml, option))
 
 
 def test_unknown_balancer_parameter_lists_the_valid_ones():

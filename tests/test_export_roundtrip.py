@@ -17,12 +17,19 @@ from torch.utils.data import DataLoader
 
 from perception_mtl.data.cityscapes import CityscapesDataset
 from perception_mtl.data.collate import collate
+from perception_mtl.config import load_config
 from perception_mtl.engine.export import PredictionWriter
+from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.depth import DepthMetric, depth_errors
 from perception_mtl.tasks.det import DetectionMetric
 from perception_mtl.tasks.seg import ConfusionMetric
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tasks() -> dict:
+    cfg = load_config(None, [], defaults=None)
+    return {t: TASKS.get(t)(cfg) for t in ("seg", "depth", "det")}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +38,7 @@ def exported(tiny_world, tmp_path_factory):
     out = tmp_path_factory.mktemp("pred")
     g = torch.Generator().manual_seed(0)
     loader = DataLoader(CityscapesDataset(tiny_world, "val"), batch_size=2, collate_fn=collate)
-    writer, seg, depth, det = PredictionWriter(out), ConfusionMetric(19), DepthMetric(0.5, 80.0), DetectionMetric()
+    writer, seg, depth, det = PredictionWriter(out, _tasks()), ConfusionMetric(19), DepthMetric(0.5, 80.0), DetectionMetric()
     for batch in loader:
         sem = batch["semantic"].clone()
         flip = torch.rand(sem.shape, generator=g) < 0.2

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 from perception_mtl.config import ConfigError, load_config  # noqa: E402
 from perception_mtl.data.files import DatasetError  # noqa: E402
 from perception_mtl.engine.evaluator import evaluate_parts  # noqa: E402
@@ -92,8 +93,7 @@ def eval_speed(trainer: Trainer, frames: int) -> float:
 
     loaders = val_loaders(trainer.cfg, limit=frames)
     start = time.perf_counter()
-    evaluate_parts(trainer.model, trainer.tasks, loaders, tuple(trainer.cfg.data.size),
-                   seg_classes=trainer.cfg.data.seg_classes, progress=False)
+    evaluate_parts(trainer.model, trainer.tasks, loaders, tuple(trainer.cfg.data.size), progress=False)
     return frames / (time.perf_counter() - start)
 
 
@@ -122,6 +122,7 @@ def measure(overrides: list[str], steps: int, eval_frames: int, out: Path) -> di
             "data": clock.median("data wait") / step}
 
 
+@exits_2_on_bad_input
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=20, help="timed training steps (after 3 warm-up steps)")

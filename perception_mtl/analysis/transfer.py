@@ -1,7 +1,7 @@
 """Negative-transfer analysis of a results folder: who hurts whom, when, and how sure we are.
 
 1. MTL vs single-task, per task and method: the change of the task's primary metric (in %,
-   signed so that negative is worse) with its spread over seeds, and Welch's t-test (unequal
+   positive = worse, the sign of delta-m: `delta_m.relative_change`) with its spread over seeds, and Welch's t-test (unequal
    variances, one-sided, MTL seeds vs single-task seeds).
 2. Gradient conflict over training, from the logged `train/grad/cos/<a>-<b>`: the cosine
    curves and the fraction of logged steps with a negative cosine (Yu et al. 2020).
@@ -29,11 +29,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from perception_mtl.analysis.delta_m import relative_change  # noqa: E402
 from perception_mtl.analysis.multiplicity import holm  # noqa: E402
 from perception_mtl.analysis.reported import reported, split_words  # noqa: E402
+from perception_mtl.tasks import TASKS  # noqa: E402
 
-PRIMARY = {"det": "mAP50", "seg": "mIoU", "depth": "abs_rel", "scene": "weather_acc", "noise": "mse",
-           "drivable": "mIoU"}
 ALPHA = 0.05
 
 
@@ -42,7 +42,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 def mtl_vs_stl(records: list[dict], kind: str = "mtl") -> list[dict]:
-    """Per (run label of `kind`, task): mean/std of the relative change (%, positive = better)
+    """Per (run label of `kind`, task): mean/std of the relative change (%, positive = worse)
     against the task's single-task runs, and the raw p-value of its test (not flagged yet: see
     `transfer_tests`)."""
     stl = {r["tasks"][0]: [] for r in records if r["kind"] == "stl"}
@@ -56,12 +56,11 @@ def mtl_vs_stl(records: list[dict], kind: str = "mtl") -> list[dict]:
         for task in runs[0]["tasks"]:
             if task not in stl:
                 continue
-            key = f"{task}/{PRIMARY.get(task, next(m.split('/')[1] for m in runs[0]['metrics'] if m.startswith(task)))}"
+            key = f"{task}/{TASKS.get(task).primary}"
             up = runs[0]["directions"][key]
             base = np.array([r["metrics"][key] for r in stl[task]])
             mtl = np.array([r["metrics"][key] for r in runs])
-            sign = 1.0 if up else -1.0
-            change = sign * (mtl - base.mean()) / abs(base.mean()) * 100
+            change = np.array([relative_change(v, base.mean(), up) for v in mtl])
             p = math.nan
             if len(base) > 1 and len(mtl) > 1:
                 p = float(stats.ttest_ind(mtl, base, equal_var=False,
@@ -73,9 +72,10 @@ def mtl_vs_stl(records: list[dict], kind: str = "mtl") -> list[dict]:
 
 
 def flag(tests: list[dict]) -> list[dict]:
-    """The tests with `p_holm` (Holm over all of them) and `negative` (worse and p_holm < ALPHA)."""
+    """The tests with `p_holm` (Holm over all of them) and `negative` (worse, i.e. change > 0, and
+    p_holm < ALPHA)."""
     adjusted = holm([t["p"] for t in tests])
-    return [{**t, "p_holm": q, "negative": bool(t["change"] < 0 and q < ALPHA)} for t, q in zip(tests, adjusted)]
+    return [{**t, "p_holm": q, "negative": bool(t["change"] > 0 and q < ALPHA)} for t, q in zip(tests, adjusted)]
 
 
 def transfer_tests(records: list[dict]) -> tuple[list[dict], dict[tuple[str, str], dict]]:
@@ -98,8 +98,8 @@ def plot_pairwise(pairs: dict[tuple[str, str], dict], tasks: list[str], path: Pa
     matrix = np.full((len(tasks), len(tasks)), np.nan)
     for (partner, task), c in pairs.items():
         matrix[tasks.index(partner), tasks.index(task)] = c["change"]
-    _heatmap(matrix, tasks, "pairwise transfer: change (%) of the column task\ntrained with the row task vs alone",
-             path, "RdBu", "+.1f")
+    _heatmap(matrix, tasks, "pairwise transfer: change (%, + = worse) of the column task\n"
+             "trained with the row task vs alone", path, "RdBu_r", "+.1f")
 
 
 def pairwise_section(pairs: dict[tuple[str, str], dict], order: list[str], out: Path) -> list[str]:
@@ -110,7 +110,7 @@ def pairwise_section(pairs: dict[tuple[str, str], dict], order: list[str], out: 
     plot_pairwise(pairs, tasks, out / "pairwise.png")
     lines = ["", "## Pairwise transfer (Standley et al. 2020)", "",
              "Change (%) of the column task's primary metric when it trains with the row task alone (equal "
-             "weights) instead of by itself; positive = better, **bold** = worse beyond seed noise "
+             "weights) instead of by itself; positive = worse (the sign of Δm), **bold** = worse beyond seed noise "
              f"(Welch, Holm-adjusted p < {ALPHA}).", "",
              "| with \\ task | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
     for i in tasks:
@@ -119,7 +119,7 @@ def pairwise_section(pairs: dict[tuple[str, str], dict], order: list[str], out: 
             c = pairs.get((i, j))
             cells.append("" if c is None else f"**{c['change']:+.2f}**" if c["negative"] else f"{c['change']:+.2f}")
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
-    lines += ["", "| with | task | change % | p (raw) | p (Holm) |", "|---|---|---|---|---|"]
+    lines += ["", "| with | task | change % (+ = worse) | p (raw) | p (Holm) |", "|---|---|---|---|---|"]
     lines += [f"| {i} | {j} | {c['change']:+.2f} | {c['p']:.3f} | {c['p_holm']:.3f} |"
               for i in tasks for j in tasks if (c := pairs.get((i, j))) is not None]
     return lines + ["", "![pairwise](pairwise.png)"]
@@ -150,19 +150,41 @@ def training_signals(results_dir: Path, records: list[dict], method: str) -> dic
     return {"tasks": tasks, "curves": curves, "conflict": conflict, "affinity": affinity}
 
 
-def _heatmap(matrix: np.ndarray, tasks: list[str], title: str, path: Path, cmap: str, fmt: str) -> None:
+def _text_colour(rgba: tuple[float, float, float, float]) -> str:
+    """Black or white, whichever reads on a cell of colour `rgba`: WCAG relative luminance (the
+    rule seaborn's annotated heatmap uses; seaborn and pandas are not dependencies for one formula)."""
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    return "black" if 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2] > 0.408 else "white"
+
+
+def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, cmap: str, fmt: str) -> plt.Figure:
+    """Annotated (T, T) heatmap, NaN cells blank. The colour scale spans the off-diagonal cells
+    only (a task's effect on itself dwarfs the cross-task cells that matter); diagonal values are
+    printed on grey. Diverging maps ("RdBu", "RdBu_r") are centred on 0."""
     fig, ax = plt.subplots(figsize=(1.2 * len(tasks) + 2, 1.0 * len(tasks) + 1.5))
-    finite = matrix[np.isfinite(matrix)]
-    limit = float(np.abs(finite).max()) if finite.size else 1.0
-    im = ax.imshow(matrix, cmap=cmap, vmin=-limit if cmap == "RdBu" else 0, vmax=limit or 1.0)
+    off = ~np.eye(len(tasks), dtype=bool)
+    finite = matrix[off & np.isfinite(matrix)]
+    limit = (float(np.abs(finite).max()) if finite.size else 0.0) or 1.0  # all-zero: any scale
+    diverging = cmap.startswith("RdBu")
+    norm = plt.Normalize(-limit if diverging else 0.0, limit)
+    colours = plt.get_cmap(cmap)
+    im = ax.imshow(np.where(off, matrix, np.nan), cmap=colours, norm=norm)
+    ax.imshow(np.where(off | np.isnan(matrix), np.nan, 0.0), cmap="Greys", vmin=0, vmax=4)  # diagonal: light grey
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_yticks(range(len(tasks)), tasks)
     for (y, x), v in np.ndenumerate(matrix):
         if np.isfinite(v):
-            ax.text(x, y, format(v, fmt), ha="center", va="center", fontsize=8)
-    ax.set_title(title, fontsize=9)
+            colour = _text_colour(colours(norm(v))) if x != y else "black"
+            ax.text(x, y, format(v, fmt), ha="center", va="center", fontsize=8, color=colour)
+    ax.set_title(title + ("\n(diagonal grey: outside the colour scale)" if np.isfinite(matrix[~off]).any() else ""),
+                 fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
+    return fig
+
+
+def _heatmap(matrix: np.ndarray, tasks: list[str], title: str, path: Path, cmap: str, fmt: str) -> None:
+    fig = heatmap_figure(matrix, tasks, title, cmap, fmt)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -190,8 +212,8 @@ def plot_signals(signals: dict, method: str, out: Path) -> list[Path]:
         matrix = np.full((len(tasks), len(tasks)), np.nan)
         for (i, j), z in signals["affinity"].items():
             matrix[tasks.index(i), tasks.index(j)] = z
-        _heatmap(matrix, tasks, "lookahead affinity Z(row -> column) per unit lr", out / "affinity.png",
-                 "RdBu", ".2g")
+        _heatmap(matrix, tasks, "lookahead affinity Z(row -> column) per unit lr\n(+ = a step on row lowers "
+                 "column's loss)", out / "affinity.png", "RdBu", ".2g")
         written.append(out / "affinity.png")
     return written
 
@@ -216,7 +238,7 @@ def verdict(a: str, b: str, signals: dict, changes: list[dict], pairs: dict[tupl
         def told(c: dict) -> str:
             return f"{c['change']:+.1f}%" + (" (worse beyond seed noise)" if c["negative"] else "")
         parts.append(f"trained as a pair, {a} changes {told(pairs[(b, a)])} and {b} {told(pairs[(a, b)])} "
-                     "against training alone")
+                     "against training alone (+ = worse)")
     hurt = sorted({c["task"] for c in changes if c["negative"] and c["task"] in (a, b)})
     if hurt:
         parts.append(f"sharing costs {', '.join(hurt)} more than seed noise (Welch, Holm-adjusted p < {ALPHA})")
@@ -235,10 +257,10 @@ def write_transfer_report(results_dir: str | Path, method: str | None = None) ->
              *(f"- {note}" for note in rep.notes), *([""] if rep.notes else [])]
     lines += ["## MTL vs single-task", "",
               "Relative change of each task's primary metric against the mean of its single-task runs "
-              "(%, positive = better), mean +- std over seeds. Welch's one-sided t-test gives the raw p; Holm's "
+              "(%, positive = worse, the sign of Δm), mean +- std over seeds. Welch's one-sided t-test gives the raw p; Holm's "
               f"step-down correction over all {tested} tests of this report (this table and the pairwise matrix) "
               f"gives the adjusted p. Flagged when worse and the Holm-adjusted p < {ALPHA}.", "",
-              "| method | task | metric | gain % (+ = better) | std | p (raw) | p (Holm) | negative transfer |",
+              "| method | task | metric | change % (+ = worse) | std | p (raw) | p (Holm) | negative transfer |",
               "|---|---|---|---|---|---|---|---|"]
     for c in changes:
         verdict_text = "**yes**" if c["negative"] else ("untested (1 seed)" if math.isnan(c["p"]) else "no")

@@ -13,32 +13,40 @@ that is expected, not a bug; compare the per-task losses, not the total.
 """
 from __future__ import annotations
 
-from types import MappingProxyType
 from typing import Mapping
 
 import torch
 from torch import nn
 
-from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
+from perception_mtl.balancing.registry import BALANCERS, variants
+from perception_mtl.tasks import TASKS
 
 FORMS = {"regression": 0.5, "classification": 1.0}  # factor on exp(-s_i) L_i
-# segmentation, drivable area, detection (focal, centerness BCE) and scene attributes are classification
-DEFAULT_FORMS = MappingProxyType({"det": "classification", "seg": "classification", "depth": "regression",
-                                  "scene": "classification", "drivable": "classification"})
+
+
+def declared_forms(tasks: list[str]) -> dict[str, str]:
+    """Each registered task's own `Task.loss_form` (segmentation, detection, edges:
+    classification; depth: regression). Other names (toy losses) must be given a form."""
+    return {t: TASKS.get(t).loss_form for t in tasks if t in TASKS}
 
 
 @BALANCERS.register("uncertainty")
 @variants()
 class UncertaintyWeighting(Balancer):
-    """`forms`: {task: "regression" | "classification"}; tasks not named use "regression"."""
+    """`forms`: {task: "regression" | "classification"}, by default each task's declared form;
+    tasks not named in a given `forms` take their declared one."""
 
-    def __init__(self, tasks: list[str], forms: Mapping[str, str] = DEFAULT_FORMS):
+    def __init__(self, tasks: list[str], forms: Mapping[str, str] | None = None):
         super().__init__(tasks)
+        forms = {**declared_forms(tasks), **(forms or {})}
+        if missing := [t for t in tasks if t not in forms]:
+            raise ValueError(f"uncertainty weighting needs a loss form for {missing} (not registered tasks): "
+                             f"pass forms={{task: {' | '.join(sorted(FORMS))}}}")
         for t, form in forms.items():
             if form not in FORMS:
                 raise ValueError(f"uncertainty form for {t!r} is {form!r}; choose from {sorted(FORMS)}")
-        self.factor = {t: FORMS[forms.get(t, "regression")] for t in tasks}
+        self.factor = {t: FORMS[forms[t]] for t in tasks}
         self.log_var = nn.Parameter(torch.zeros(len(tasks)))
 
     def backward(self, losses: Losses, model: nn.Module) -> dict:

@@ -8,7 +8,13 @@ the steps since the last checkpoint and never redoes a finished run.
 With the suite's `test`, each finished run's selected checkpoint (`best.pt`, which training keeps
 for the best `train.best_metric` on val, else `last.pt`) is evaluated once on the held-out split
 (`engine/checkpoint_eval.py`, the code of `tools/evaluate.py`) and stored in result.json under
-"test"; a run already evaluated on that split and limit is not evaluated again.
+"test"; a run already evaluated on that split and limit is not evaluated again. Then its last.pt
+and best.pt are deleted (the reports read result.json only), unless the suite says
+`keep_checkpoints: true`.
+
+The suite's `launcher:` (launch/settings.py) picks the backend that executes the runs: one after
+another here, several at once as child processes, or submitit jobs (SLURM, or local processes);
+every backend goes through `launch/job.py`'s `execute`, so run folders do not depend on it.
 """
 from __future__ import annotations
 
@@ -23,6 +29,9 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from perception_mtl.benchmark.launch.local import LocalBackend
+from perception_mtl.benchmark.launch.sequential import SequentialBackend
+from perception_mtl.benchmark.launch.settings import LauncherConfig, launcher_config, on_this_machine
 from perception_mtl.benchmark.suite import Run, Suite
 from perception_mtl.config import ConfigError
 from perception_mtl.data.build import val_loaders
@@ -97,8 +106,7 @@ def train_run(suite: Suite, run: Run, results_dir: Path) -> dict:
     metrics = trainer.fit()
     if not metrics:  # finished before this call, e.g. killed between the last save and result.json
         from perception_mtl.engine.evaluator import evaluate_parts
-        metrics, _ = evaluate_parts(trainer.model, trainer.tasks, trainer.val,
-                                    tuple(cfg.data.size), seg_classes=cfg.data.seg_classes)
+        metrics, _ = evaluate_parts(trainer.model, trainer.tasks, trainer.val, tuple(cfg.data.size))
     record = {
         "run": run.label, "kind": run.kind, "method": run.method, "seed": run.seed,
         "tasks": [t for t in cfg.tasks if t not in cfg.aux_tasks], "aux_tasks": list(cfg.aux_tasks),
@@ -150,51 +158,82 @@ def headline(metrics: dict[str, float]) -> str:
                      if key.split("/")[1] in ("mAP50", "mIoU", "abs_rel", "delta1", "mse"))
 
 
-def run_suite(suite: Suite, results_dir: Path | None = None) -> Path:
+class RunsFailed(RuntimeError):
+    """Runs failed every attempt; the reports were written from the others and name them."""
+
+
+def run_suite(suite: Suite, results_dir: Path | None = None, launch: list[str] | tuple[str, ...] = ()) -> Path:
     """Run what is unfinished (of each experiment, in <results_dir>/<experiment>, for a suite with
-    `experiments`), writing the leaderboard and the transfer report of each; then, where the suite
-    states expectations, controls.md with their verdicts."""
+    `experiments`) through the suite's launcher (`launch`: launcher.<key>=<value> overrides over its
+    `launcher:`), writing the leaderboard and the transfer report of each; then, where the suite
+    states expectations, controls.md with their verdicts. Raises RunsFailed, after the reports, when
+    runs failed every attempt."""
+    launcher = launcher_config(suite.spec, launch)
     results_dir = Path(results_dir or suite.output_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(suite.path, results_dir / "suite.yaml")
     ensure_world(suite)
     experiments = [(e, results_dir / e.key) for e in suite.experiments()] or [(suite, results_dir)]
+    os.environ.setdefault("WANDB_SILENT", "true")  # suite runs: no W&B banner per run (console capture is off)
+    print(f"launcher: {launcher.backend}, {launcher.workers or 'as many as SLURM runs'} at once, "
+          f"{launcher.threads or 'default'} threads each, {launcher.retries} retries", flush=True)
+    failed: list[str] = []
     for experiment, folder in experiments:
         if experiment is not suite:
             print(f"== experiment {experiment.key}: {folder}", flush=True)
             folder.mkdir(parents=True, exist_ok=True)
             OmegaConf.save(OmegaConf.create(experiment.spec), folder / "suite.yaml")
-        run_experiment(experiment, folder)
+        failed += [f"{experiment.key}: {name}" if experiment.key else name
+                   for name in run_experiment(experiment, folder, launcher)]
     expected = [(e.key or e.name, folder, e.spec.get("description", ""), e.spec["expect"])
                 for e, folder in experiments if e.spec.get("expect")]
     if expected:
         from perception_mtl.analysis.controls import write_controls
 
         write_controls(results_dir, expected)
+    if failed:
+        raise RunsFailed(f"{len(failed)} run(s) failed every attempt: {', '.join(failed)}; their errors and logs "
+                         f"are in failed.json in their run folders, the reports name them; rerun the suite to retry them")
     return results_dir
 
 
-def run_experiment(suite: Suite, results_dir: Path) -> None:
-    """Train and test what is unfinished of one suite (or experiment), then write its leaderboard
-    and transfer report."""
+def run_experiment(suite: Suite, results_dir: Path, launcher: LauncherConfig) -> list[str]:
+    """Train and test what is unfinished of one suite (or experiment) through `launcher`'s backend,
+    then write its leaderboard and transfer report (from the finished runs, naming the others);
+    returns the runs that failed every attempt."""
+    from perception_mtl.benchmark.launch.dispatch import dispatch, write_manifest
+    from perception_mtl.benchmark.launch.job import Job
+
     check_test_split(suite)
     runs = suite.runs()
+    write_manifest(results_dir, runs)
+    keep = suite.spec.get("keep_checkpoints", False)
+    if not isinstance(keep, bool):
+        raise ConfigError(f"{suite.path}: keep_checkpoints must be true or false, got {keep!r}")
+    jobs = []
     for k, run in enumerate(runs, 1):
-        record = read_record(results_dir / run.folder)
-        print(f"[{k}/{len(runs)}] {run.label} seed {run.seed}: {'done, skipped' if record else 'training'}",
-              flush=True)
-        if record is None:
-            tic = time.perf_counter()
-            record = train_run(suite, run, results_dir)
-            print(f"[{k}/{len(runs)}] {run.label} seed {run.seed}: {headline(record['metrics'])} "
-                  f"({time.perf_counter() - tic:.0f} s)", flush=True)
-        if suite.test is not None and not has_test(record, suite.test):
-            tic = time.perf_counter()
-            record = evaluate_on_test(results_dir / run.folder, record, suite.test)
-            print(f"    {suite.test['split']} ({record['test']['checkpoint']}, {record['test']['frames']} frames): "
-                  f"{headline(record['test']['metrics'])} ({time.perf_counter() - tic:.0f} s)", flush=True)
+        job = Job(suite, run, results_dir, launcher.threads if on_this_machine(launcher) else launcher.cpus_per_run,
+                  keep)
+        if job.finished():
+            print(f"[{k}/{len(runs)}] {job.name}: done, skipped", flush=True)
+        else:
+            jobs.append((k, job))
+    logs = results_dir / "launch"
+    if launcher.backend == "sequential":
+        backend = SequentialBackend(logs)
+    elif launcher.backend == "local":
+        backend = LocalBackend(logs)
+    else:
+        from perception_mtl.benchmark.launch.submitit_backend import SubmititBackend
+
+        backend = SubmititBackend(launcher, logs / "submitit", suite.name)
+    workers = launcher.workers if on_this_machine(launcher) else (launcher.parallel or max(1, len(jobs)))
+    failed = dispatch(jobs, len(runs), backend, workers, launcher.retries)
     from perception_mtl.analysis.leaderboard import write_leaderboard
     from perception_mtl.analysis.transfer import write_transfer_report
 
+    if len(failed) == len(runs):
+        return [job.name for job in failed]  # nothing to report on
+    write_transfer_report(results_dir)  # first: leaderboard.html embeds it
     write_leaderboard(results_dir)
-    write_transfer_report(results_dir)
+    return [job.name for job in failed]

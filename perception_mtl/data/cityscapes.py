@@ -5,7 +5,9 @@ A sample is a dict (docs/ARCHITECTURE.md, "Data flow"):
   seg:   semantic (H, W) int64, 255 = ignore (19 train ids or 7 categories);
   depth: depth (H, W) float32 metres along the optical axis, 0 = invalid;
   det:   boxes (N, 4) float32 xyxy pixels, labels (N,) int64 in DET_CLASSES, iscrowd (N,) bool;
-  scene: scene (2,) int64 (weather, time of day), only where `scene/*_scene.json` exists.
+  scene: scene (2,) int64 (weather, time of day), only where `scene/*_scene.json` exists;
+  a task with an extra label folder (`Task.files`, data/targets.py, e.g. normals/): its key as
+  its reader returns it.
 """
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from perception_mtl.data import DATASETS
 from perception_mtl.data.files import DatasetError, no_boxes, read_json, read_label_png, read_rgb
 from perception_mtl.data.labels import DET_LUT, SEG_LUT
+from perception_mtl.data.targets import LABEL_FILES
+from perception_mtl.data.registry import DATASETS
 from perception_mtl.data.transforms import build_transforms, transform_sample
 
 WEATHERS = ("clear", "fog", "rain")
@@ -40,6 +43,7 @@ LAYOUT_HELP = """expected the Cityscapes layout under {root}:
   disparity/{split}/<city>/<...>_disparity.png                                    (depth)
   camera/{split}/<city>/<...>_camera.json                                         (depth)
   scene/{split}/<city>/<...>_scene.json                                           (scene, optional)
+  normals/{split}/<city>/<...>_normals.png                                        (normals, optional)
 Make the embedded synthetic world in this layout with:
   python tools/make_synthetic.py --out {root} --train 3000 --val 500"""
 
@@ -52,9 +56,11 @@ class CityscapesDataset(Dataset):
                  color_jitter: float = 0.0, min_box_size: float = 2.0, polygon_boxes: bool = False):
         self.root, self.split, self.tasks = Path(root), split, tuple(tasks)
         self.polygon_boxes = polygon_boxes
-        unknown = set(self.tasks) - set(TASK_FILES)
+        known = {**{t: folder for t, (folder, _) in TASK_FILES.items()},
+                 **{t: files.folder for t, files in LABEL_FILES.items()}}
+        unknown = set(self.tasks) - set(known)
         if unknown:
-            raise ValueError(f"unknown tasks {sorted(unknown)}; valid: {sorted(TASK_FILES)}")
+            raise ValueError(f"unknown tasks {sorted(unknown)}; valid: {sorted(known)}")
         if seg_classes not in SEG_LUT:
             raise ValueError(f"seg_classes must be one of {sorted(SEG_LUT)}, got {seg_classes}")
         self.seg_lut = SEG_LUT[seg_classes]
@@ -65,7 +71,7 @@ class CityscapesDataset(Dataset):
         if not self.images:
             raise DatasetError(f"no *_leftImg8bit.png under {images}\n" + LAYOUT_HELP.format(root=self.root, split=split))
         for task in self.tasks:
-            folder = self.root / TASK_FILES[task][0] / split
+            folder = self.root / known[task] / split
             if not folder.is_dir():
                 raise DatasetError(f"task '{task}' needs {folder}\n" + LAYOUT_HELP.format(root=self.root, split=split))
         self.transforms = build_transforms(size, hflip, color_jitter, min_box_size)
@@ -99,6 +105,9 @@ class CityscapesDataset(Dataset):
             boxes, classes, crowd = self._polygon_boxes(index, (h, w)) if self.polygon_boxes else self._boxes(index, (h, w))
         if "scene" in self.tasks:
             sample["scene"] = self._scene(index)
+        for task in set(self.tasks) & set(LABEL_FILES):
+            files = LABEL_FILES[task]
+            sample[files.key] = files.read(self.path(index, files.folder, files.suffix), (h, w))
         return transform_sample(self.transforms, sample, boxes, classes, crowd, "det" in self.tasks)
 
     def tasks_of(self, index: int) -> set[str]:

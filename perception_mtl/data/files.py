@@ -54,3 +54,9 @@ def read_json(path: Path) -> dict:
 def no_boxes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Empty boxes (0, 4), labels (0,) and iscrowd (0,) of a frame without objects."""
     return torch.zeros((0, 4)), torch.zeros((0,), dtype=torch.int64), torch.zeros((0,), dtype=torch.bool)
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    """Write `array` (H, W) uint8/uint16 or (H, W, 3) uint8 as a PNG, making its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)

@@ -13,12 +13,7 @@ import zlib
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-# the sample keys that hold each task's target; a key is removed once no remaining task uses it
-TARGET_KEYS: dict[str, tuple[str, ...]] = {
-    "seg": ("semantic",), "edges": ("semantic",), "depth": ("depth",), "det": ("boxes", "labels", "iscrowd"),
-    "scene": ("scene",), "drivable": ("drivable",), "noise": (),
-}
-
+from perception_mtl.data.targets import TASK_TARGETS
 
 class Concat(ConcatDataset):
     """torch's ConcatDataset that also answers `tasks_of(index)` and says which part a frame is from."""
@@ -50,8 +45,8 @@ class LabelView(Dataset):
         gone = self.dropped.get(index)
         if gone:
             sample["has"] = sample["has"] - gone
-            kept = {key for t in sample["has"] for key in TARGET_KEYS.get(t, ())}
-            for key in {key for t in gone for key in TARGET_KEYS.get(t, ())} - kept:
+            kept = {key for t in sample["has"] for key in TASK_TARGETS[t]}
+            for key in {key for t in gone for key in TASK_TARGETS[t]} - kept:
                 sample.pop(key, None)
         return sample
 

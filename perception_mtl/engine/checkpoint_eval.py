@@ -2,7 +2,7 @@
 held-out test evaluation share.
 
 `open_checkpoint` reads the checkpoint, its config (with key=value `overrides`), the split's
-loaders and the device, raising ConfigError, DatasetError or RuntimeError before any model is
+loaders and the device, raising ConfigError, DatasetError or CheckpointError before any model is
 built; `evaluate_checkpoint` rebuilds the model from the config, loads the weights and returns
 the same metric keys as training's evaluation.
 """
@@ -17,10 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from perception_mtl.config import load_config
 from perception_mtl.data.build import val_loaders
 from perception_mtl.distributed import resolve_device
-from perception_mtl.engine.checkpoint import load_checkpoint
+from perception_mtl.engine.builders import build_model, build_tasks
+from perception_mtl.engine.checkpoint import CheckpointError, load_checkpoint
 from perception_mtl.engine.evaluator import evaluate_parts
-from perception_mtl.engine.trainer import build_tasks
-from perception_mtl.models import build_model
 
 
 @dataclass
@@ -36,10 +35,15 @@ class OpenCheckpoint:
 
 
 def open_checkpoint(checkpoint: str | Path, split: str = "val", limit: int | None = None,
-                    overrides: list[str] | tuple[str, ...] = ()) -> OpenCheckpoint:
+                    overrides: list[str] | tuple[str, ...] = (),
+                    advice: str = "evaluate the last.pt or best.pt of a run that finished writing it") -> OpenCheckpoint:
     """The checkpoint's state, its config with `overrides`, the loaders of `split` (first `limit`
-    frames) and the device (`train.device=cpu` evaluates a GPU run on the CPU)."""
-    state = load_checkpoint(checkpoint)
+    frames) and the device (`train.device=cpu` evaluates a GPU run on the CPU). A CheckpointError
+    for a missing, unreadable or foreign file ends with `advice`."""
+    state = load_checkpoint(checkpoint, advice)
+    if not isinstance(state, dict) or not {"model", "config", "step"} <= set(state):
+        raise CheckpointError(f"{checkpoint} is not a perception_mtl checkpoint (it has no model, config and step); "
+                              f"{advice}")
     cfg = load_config(None, list(overrides), defaults=None, base=OmegaConf.create(state["config"]))
     return OpenCheckpoint(state, cfg, val_loaders(cfg, split, limit), resolve_device(cfg.train.device))
 
@@ -54,6 +58,5 @@ def evaluate_checkpoint(opened: OpenCheckpoint, save_dir: str | Path | None = No
     model.load_state_dict(opened.state["model"])
     model.to(opened.device)
     with torch.inference_mode():
-        metrics, _ = evaluate_parts(model, tasks, opened.loaders, tuple(cfg.data.size), save_dir, cfg.data.seg_classes,
-                                    progress)
+        metrics, _ = evaluate_parts(model, tasks, opened.loaders, tuple(cfg.data.size), save_dir, progress)
     return metrics

@@ -31,7 +31,7 @@ def predict_batch(model: torch.nn.Module, tasks: dict[str, Task], images: torch.
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, tasks: dict[str, Task], loader: DataLoader, size: tuple[int, int],
-             save_dir: str | Path | None = None, seg_classes: int = 19, progress: bool = True,
+             save_dir: str | Path | None = None, progress: bool = True,
              keep_first: bool = False) -> tuple[dict[str, float], tuple[dict, dict] | None]:
     """-> ({"<task>/<metric>": value}, (first batch, its predictions) if keep_first)."""
     was_training = model.training
@@ -39,7 +39,7 @@ def evaluate(model: torch.nn.Module, tasks: dict[str, Task], loader: DataLoader,
     metrics = {t: task.metric() for t, task in tasks.items()}
     for metric in metrics.values():  # CPU states sync over gloo, also when training uses nccl
         metric.process_group = distributed.cpu_group()
-    writer = PredictionWriter(save_dir, seg_classes) if save_dir is not None else None
+    writer = PredictionWriter(save_dir, tasks) if save_dir is not None else None
     first = None
     for batch in tqdm(loader, desc="evaluating", leave=False, disable=not progress):
         preds = predict_batch(model, tasks, batch["image"], size)
@@ -61,7 +61,7 @@ def evaluate(model: torch.nn.Module, tasks: dict[str, Task], loader: DataLoader,
 
 
 def evaluate_parts(model: torch.nn.Module, tasks: dict[str, Task], loaders: dict[str, tuple[DataLoader, list[str]]],
-                   size: tuple[int, int], save_dir: str | Path | None = None, seg_classes: int = 19,
+                   size: tuple[int, int], save_dir: str | Path | None = None,
                    progress: bool = True, keep_first: bool = False) -> tuple[dict[str, float], tuple[dict, dict] | None]:
     """`evaluate` on each dataset of the run (`perception_mtl.data.build.val_loaders`) with its
     own tasks; a task evaluated on several datasets gets one key per dataset,
@@ -72,7 +72,7 @@ def evaluate_parts(model: torch.nn.Module, tasks: dict[str, Task], loaders: dict
     seen = [t for _, part_tasks in loaders.values() for t in part_tasks]
     for name, (loader, part_tasks) in loaders.items():
         out = None if save_dir is None else Path(save_dir) / name if len(loaders) > 1 else save_dir
-        metrics, shown = evaluate(model, {t: tasks[t] for t in part_tasks}, loader, size, out, seg_classes,
+        metrics, shown = evaluate(model, {t: tasks[t] for t in part_tasks}, loader, size, out,
                                   progress, keep_first and first is None)
         first = first or shown
         for key, value in metrics.items():

@@ -17,19 +17,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from perception_mtl import distributed
-from perception_mtl.balancing import build_balancer
 from perception_mtl.balancing.gradients import probe
-from perception_mtl.data.build import train_set, val_loaders
 from perception_mtl.data.collate import collate, move_batch
 from perception_mtl.data.sampling import SeededDataset, StepSampler
 from perception_mtl.engine.affinity import lookahead_affinity
+from perception_mtl.engine.builders import build_balancer, build_data, build_model, build_tasks
 from perception_mtl.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from perception_mtl.engine.evaluator import evaluate_parts
 from perception_mtl.engine.early_stopping import TaskEarlyStopping
 from perception_mtl.engine.nonfinite import NonFiniteGradientError, NonFiniteLossError, nonfinite_gradients
 from perception_mtl.engine.schedule import TaskSchedule
-from perception_mtl.models import build_model
-from perception_mtl.tasks import TASKS
 from perception_mtl.tracking.local import LocalLogger
 from perception_mtl.tracking.media import media_panels
 from perception_mtl.tracking.plots import plot_run
@@ -37,10 +34,9 @@ from perception_mtl.tracking.wandb import WandbLogger
 
 
 WORKER_RESTARTS = 3  # times a run rebuilds its data loader after a worker died, before it stops
-
-
-def build_tasks(cfg: DictConfig) -> dict:
-    return {t: TASKS.get(t)(cfg) for t in cfg.tasks}
+RESUME_ADVICE = ("start the run afresh with --overwrite instead of --resume (in a benchmark suite: delete the "
+                 "run's folder)")
+WEIGHTS_ONLY = ("model", "step", "best", "config")  # what best.pt keeps: enough to evaluate or export it
 
 
 class Trainer:
@@ -58,12 +54,11 @@ class Trainer:
         self.early_stopping = TaskEarlyStopping(self.tasks, cfg.train.early_stopping.patience,
                                                 dict(cfg.train.early_stopping.metrics))
         self.schedule = TaskSchedule(cfg.train.schedule, cfg.train.seed)
-        self.balancer = build_balancer(cfg.balancer.name, list(cfg.tasks),
-                                       OmegaConf.to_container(cfg.balancer.params, resolve=True))
+        self.balancer = build_balancer(cfg)
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.optim.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.train_set, self.frame_weights = train_set(cfg)
-        self.val = val_loaders(cfg, limit=cfg.data.val_limit)
+        data = build_data(cfg)
+        self.train_set, self.frame_weights, self.val = data.train, data.frame_weights, data.val
         self.step, self.best, self.skipped, self.wandb_id = 0, -math.inf, 0, None
         self.unlabelled = 0  # steps whose batch had no label of an active task
         self.unreadable = 0  # frames passed over because their files could not be read (all ranks)
@@ -72,7 +67,9 @@ class Trainer:
         self.local = LocalLogger(self.run_dir)
         distributed.barrier()  # a restarted group reads last.pt only once every rank is up
         if cfg.resume and (self.run_dir / "last.pt").exists():
-            self._restore(load_checkpoint(self.run_dir / "last.pt"))
+            self._restore(load_checkpoint(self.run_dir / "last.pt", RESUME_ADVICE))
+        if distributed.is_main():  # the logs continue from the step the run starts at: none twice
+            self.local.truncate_after(self.step)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if distributed.is_main():
             OmegaConf.save(cfg, self.run_dir / "config.yaml")
@@ -116,7 +113,7 @@ class Trainer:
         """A data worker died (killed by the OOM killer, a crashing decoder): the batches are a pure
         function of the step, so a new loader from `self.step` continues exactly; after
         WORKER_RESTARTS such restarts the run stops with a message."""
-        if "DataLoader worker" not in str(err):
+        if "DataLoader worker (pid" not in str(err):  # torch's words for a dead worker; a worker's own error is re-raised
             raise err
         self.worker_restarts += 1
         if self.worker_restarts > WORKER_RESTARTS:
@@ -262,10 +259,10 @@ class Trainer:
         """Evaluate, log, keep `best.pt`; early-stop tasks (unless `final`: after the best
         parameters of stopped tasks came back)."""
         results, first = evaluate_parts(self.model, self.tasks, self.val, tuple(self.cfg.data.size),
-                                  seg_classes=self.cfg.data.seg_classes, keep_first=True)
+                                          keep_first=True)
         self.log({f"val/{k}": v for k, v in results.items()})
         if first is not None and self.cfg.wandb.images > 0:
-            self.wandb.images("val/predictions", media_panels(*first, self.cfg.wandb.images), self.step)
+            self.wandb.images("val/predictions", media_panels(*first, self.cfg.wandb.images, self.tasks), self.step)
         if self.early_stopping.enabled and not final:
             for t in self.early_stopping.update(results, self.model, self.step):
                 tqdm.write(f"step {self.step}: task {t} stops early ({self.early_stopping.metric[t]} did not improve "
@@ -277,7 +274,7 @@ class Trainer:
             score = results[key] if self.tasks[task].directions[name.split("@")[0]] else -results[key]
             if score > self.best:
                 self.best = score
-                self.save("best.pt")
+                self.save("best.pt", WEIGHTS_ONLY)
         return results
 
     def state(self) -> dict:
@@ -289,11 +286,13 @@ class Trainer:
                 "train_time": self.train_time,
                 "wandb_id": self.wandb_id, "config": OmegaConf.to_container(self.cfg, resolve=True)}
 
-    def save(self, name: str) -> None:
+    def save(self, name: str, keys: tuple[str, ...] | None = None) -> None:
+        """Write `self.state()` (only its `keys` when given) to `run_dir/name`."""
         now = time.perf_counter()
         self.train_time, self._clock = self.train_time + now - self._clock, now
         if distributed.is_main():
-            save_checkpoint(self.run_dir / name, self.state())
+            state = self.state()
+            save_checkpoint(self.run_dir / name, state if keys is None else {k: state[k] for k in keys})
         distributed.barrier()  # no rank runs ahead of a checkpoint it may have to resume from
 
     def _restore(self, state: dict) -> None:
@@ -310,5 +309,3 @@ class Trainer:
         self.train_time = state.get("train_time", 0.0)
         self.wandb_id = state.get("wandb_id")
         set_rng_state(state["rng"])
-        if distributed.is_main():
-            self.local.truncate_after(self.step)

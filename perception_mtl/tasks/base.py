@@ -1,21 +1,50 @@
-"""The task interface: a head builder, a loss, post-processing and a metric, bundled by name."""
+"""The task interface: a head builder, a loss, post-processing and a metric, bundled by name,
+and every per-task fact the rest of the code reads (targets, metric directions, primary metric,
+loss form, extra label files, export and picture hooks). A new task is one file."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
 from torchmetrics import Metric
 
+from perception_mtl.data.targets import LabelFiles, Target
+
+LOSS_FORMS = ("classification", "regression")
+
 
 class Task(ABC):
-    """One prediction task. Subclasses set `name`, `directions` (metric -> higher is better)
-    and implement the methods below. `batch["has"][name]` (B,) bool marks samples with labels:
-    the others contribute nothing to the loss or the metric."""
+    """One prediction task. `batch["has"][name]` (B,) bool marks samples with labels: the others
+    contribute nothing to the loss or the metric. Subclasses set the class attributes below
+    (checked when registered) and implement the abstract methods."""
 
     name: str = ""
-    directions: dict[str, bool] = {}
+    directions: dict[str, bool] = {}  # metric -> higher is better
+    primary: str = ""  # the metric that stands for the task (transfer report, dashboards)
+    key_metrics: tuple[str, ...] = ()  # compared across methods on dashboards; () means (primary,)
+    loss_form: str = ""  # "classification" | "regression": its factor in uncertainty weighting
+    targets: dict[str, Target] = {}  # sample key -> how it is batched (data/targets.py)
+    files: LabelFiles | None = None  # an extra Cityscapes-style label folder the loader reads
+
+    @classmethod
+    def check_spec(cls) -> None:
+        """Raise if a declared fact is missing or inconsistent (called at registration)."""
+        if cls.primary not in cls.directions:
+            raise ValueError(f"task '{cls.name}': primary metric '{cls.primary}' is not in directions "
+                             f"{sorted(cls.directions)}")
+        if cls.loss_form not in LOSS_FORMS:
+            raise ValueError(f"task '{cls.name}': loss_form '{cls.loss_form}' must be one of {LOSS_FORMS}")
+        for m in cls.key_metrics:
+            if m not in cls.directions:
+                raise ValueError(f"task '{cls.name}': key metric '{m}' is not in directions")
+
+    @classmethod
+    def dashboard_metrics(cls) -> tuple[str, ...]:
+        return cls.key_metrics or (cls.primary,)
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
@@ -42,6 +71,32 @@ class Task(ABC):
     def update(self, metric: Metric, predictions, batch: dict) -> None:
         """Add labelled samples' predictions to `metric`."""
         ...
+
+    def exporter(self, out: Path) -> "Exporter | None":
+        """Writes predictions in the format outside evaluators read (`--save-predictions`);
+        None for a task without one."""
+        return None
+
+    def overlay(self, prediction, batch: dict, i: int) -> dict:
+        """W&B image fields drawn over sample `i`'s image ({"masks": ...} or {"boxes": ...},
+        with ground truth where `batch` has it); {} for a task drawn as its own picture."""
+        return {}
+
+    def picture(self, prediction) -> np.ndarray | None:
+        """One sample's prediction as an RGB picture (H, W, 3) uint8 for dashboards, when it is
+        not drawn over the image (as masks and boxes are); None otherwise."""
+        return None
+
+
+class Exporter(ABC):
+    """Writes one task's predictions under an output folder."""
+
+    @abstractmethod
+    def add(self, batch: dict, i: int, frame: str, prediction) -> None:
+        """Write sample `i`'s prediction (it carries the task's labels)."""
+
+    def close(self) -> None:
+        """Write whatever was gathered over all samples."""
 
 
 def labelled(batch: dict, task: str) -> torch.Tensor:

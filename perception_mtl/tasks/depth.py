@@ -8,15 +8,20 @@ so the prediction stays metric.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import Metric
 
-from perception_mtl.models.heads.dense import DenseHead
+from perception_mtl.data.files import write_png
+from perception_mtl.data.targets import Target
+from perception_mtl.models.heads.decoders import build_dense_head
 from perception_mtl.tasks import TASKS
-from perception_mtl.tasks.base import Task, labelled
+from perception_mtl.tasks.base import Exporter, Task, labelled
+from perception_mtl.visualize import colorize_depth
 
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
 
@@ -62,12 +67,16 @@ class DepthMetric(Metric):
 @TASKS.register("depth")
 class DepthTask(Task):
     name = "depth"
+    primary = "abs_rel"
+    key_metrics = ("abs_rel", "delta1")
+    loss_form = "regression"
+    targets = {"depth": Target(torch.float32, 0.0)}
     directions = {"abs_rel": False, "sq_rel": False, "rmse": False, "rmse_log": False,
                   "delta1": True, "delta2": True, "delta3": True}
     INIT_DEPTH = 10.0  # metres: the head's output 0 means this depth
 
     def build_head(self, channels: int, strides: list[int]) -> nn.Module:
-        return DenseHead(channels, strides, 1, self.cfg.model.head_channels)
+        return build_dense_head(self.cfg.task.depth.decoder, channels, strides, 1, self.cfg.model.head_channels)
 
     def log_depth(self, output: torch.Tensor) -> torch.Tensor:
         """Raw head output (B, 1, H, W) -> log depth (B, H, W), clamped to a sane range."""
@@ -96,3 +105,20 @@ class DepthTask(Task):
     def update(self, metric: Metric, predictions: torch.Tensor, batch: dict) -> None:
         has = labelled(batch, self.name)
         metric.update(predictions[has], batch["depth"][has])
+
+    def exporter(self, out: Path) -> Exporter:
+        return DepthPngs(out)
+
+    def picture(self, prediction: torch.Tensor) -> np.ndarray:
+        return colorize_depth(prediction.numpy())
+
+
+class DepthPngs(Exporter):
+    """depth/<frame>.png: uint16 depth * 256, 0 = none (KITTI's depth format)."""
+
+    def __init__(self, out: Path):
+        self.out = out
+
+    def add(self, batch: dict, i: int, frame: str, prediction: torch.Tensor) -> None:
+        depth = (prediction.numpy() * 256.0).round().clip(1, 65535).astype(np.uint16)
+        write_png(self.out / "depth" / f"{frame}.png", depth)

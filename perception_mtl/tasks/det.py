@@ -1,16 +1,20 @@
 """2D object detection: FCOS losses from torchvision, COCO mAP from pycocotools (via torchmetrics)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from torch import nn
 from torchmetrics import Metric
 from torchmetrics.detection import MeanAveragePrecision
 
-from perception_mtl.data.labels import DET_CLASSES
+from perception_mtl.data.labels import DET_CLASS_TO_LABEL_ID, DET_CLASSES
+from perception_mtl.data.targets import Target
 from perception_mtl.distributed import gather_objects
 from perception_mtl.models.heads.detection import DetectionHead
 from perception_mtl.tasks import TASKS
-from perception_mtl.tasks.base import Task, labelled
+from perception_mtl.tasks.base import Exporter, Task, labelled
 
 
 class DetectionMetric(Metric):
@@ -48,6 +52,9 @@ class DetectionMetric(Metric):
 @TASKS.register("det")
 class DetectionTask(Task):
     name = "det"
+    primary = "mAP50"
+    loss_form = "classification"
+    targets = {"boxes": Target(torch.float32, None, (4,)), "labels": Target(torch.int64), "iscrowd": Target(torch.bool)}
     directions = {"mAP": True, "mAP50": True}
 
     def build_head(self, channels: int, strides: list[int]) -> nn.Module:
@@ -81,3 +88,47 @@ class DetectionTask(Task):
         targets = [{"boxes": batch["boxes"][i], "labels": batch["labels"][i],
                     "iscrowd": batch["iscrowd"][i].long()} for i in idx]
         metric.update([predictions[i] for i in idx], targets)
+
+    def overlay(self, prediction: dict, batch: dict, i: int, min_score: float = 0.3) -> dict:
+        boxes = [{"position": {"minX": float(b[0]), "minY": float(b[1]), "maxX": float(b[2]), "maxY": float(b[3])},
+                  "domain": "pixel", "class_id": int(c), "box_caption": f"{DET_CLASSES[int(c)]} {float(s):.2f}",
+                  "scores": {"score": float(s)}}
+                 for b, c, s in zip(prediction["boxes"], prediction["labels"], prediction["scores"])
+                 if float(s) >= min_score]
+        return {"boxes": {"predictions": {"box_data": boxes, "class_labels": dict(enumerate(DET_CLASSES))}}}
+
+    def exporter(self, out: Path) -> Exporter:
+        return CocoFiles(out)
+
+
+class CocoFiles(Exporter):
+    """detections.json (COCO results) and detections_gt.json (COCO ground truth of the same
+    images, crowd boxes as iscrowd=1), category ids in Cityscapes label ids."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.results: list[dict] = []
+        self.gt = {"images": [], "annotations": [],
+                   "categories": [{"id": DET_CLASS_TO_LABEL_ID[i], "name": n} for i, n in enumerate(DET_CLASSES)]}
+
+    def add(self, batch: dict, i: int, frame: str, prediction: dict) -> None:
+        image_id = len(self.gt["images"]) + 1
+        h, w = batch["image"].shape[-2:]
+        self.gt["images"].append({"id": image_id, "file_name": frame, "height": int(h), "width": int(w)})
+        truth = zip(batch["boxes"][i].tolist(), batch["labels"][i].tolist(), batch["iscrowd"][i].tolist()) \
+            if "boxes" in batch else ()
+        for (x0, y0, x1, y1), label, crowd in truth:
+            self.gt["annotations"].append({"id": len(self.gt["annotations"]) + 1, "image_id": image_id,
+                                           "category_id": DET_CLASS_TO_LABEL_ID[label],
+                                           "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                                           "iscrowd": int(crowd)})
+        for (x0, y0, x1, y1), score, label in zip(prediction["boxes"].tolist(), prediction["scores"].tolist(),
+                                                  prediction["labels"].tolist()):
+            self.results.append({"image_id": image_id, "category_id": DET_CLASS_TO_LABEL_ID[label],
+                                 "bbox": [x0, y0, x1 - x0, y1 - y0], "score": score})
+
+    def close(self) -> None:
+        if self.gt["images"]:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "detections.json").write_text(json.dumps(self.results))
+            (self.out / "detections_gt.json").write_text(json.dumps(self.gt))

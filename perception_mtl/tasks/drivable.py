@@ -9,6 +9,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from perception_mtl.data.labels import IGNORE
+from perception_mtl.data.targets import Target
 from perception_mtl.models.heads.dense import DenseHead
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task, labelled
@@ -31,6 +32,9 @@ class DrivableMetric(ConfusionMetric):
 @TASKS.register("drivable")
 class DrivableTask(Task):
     name = "drivable"
+    primary = "mIoU"
+    loss_form = "classification"
+    targets = {"drivable": Target(torch.int64, IGNORE)}
     directions = {"mIoU": True, "direct_IoU": True, "alternative_IoU": True}
 
     def build_head(self, channels: int, strides: list[int]) -> nn.Module:

@@ -12,6 +12,7 @@ from torchmetrics import Metric
 from torchmetrics.classification import BinaryStatScores
 
 from perception_mtl.data.labels import IGNORE
+from perception_mtl.data.targets import Target
 from perception_mtl.models.heads.dense import DenseHead
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task, labelled
@@ -53,6 +54,9 @@ class EdgeMetric(Metric):
 @TASKS.register("edges")
 class EdgesTask(Task):
     name = "edges"
+    primary = "f1"
+    loss_form = "classification"
+    targets = {"semantic": Target(torch.int64, IGNORE)}
     directions = {"f1": True, "precision": True, "recall": True}
 
     def build_head(self, channels: int, strides: list[int]) -> nn.Module:

@@ -31,6 +31,9 @@ def noise_target(frames: list[str]) -> torch.Tensor:
 @TASKS.register("noise")
 class NoiseTask(Task):
     name = "noise"
+    primary = "mse"
+    loss_form = "regression"
+    targets = {}
     directions = {"mse": False}
 
     def build_head(self, channels: int, strides: list[int]) -> nn.Module:

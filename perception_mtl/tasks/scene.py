@@ -9,6 +9,7 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from perception_mtl.data.cityscapes import TIMES, WEATHERS
+from perception_mtl.data.targets import Target
 from perception_mtl.models.heads.scene import SceneHead
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task, labelled
@@ -44,6 +45,9 @@ class SceneMetric(Metric):
 @TASKS.register("scene")
 class SceneTask(Task):
     name = "scene"
+    primary = "weather_acc"
+    loss_form = "classification"
+    targets = {"scene": Target(torch.int64, -1)}
     directions = {"weather_acc": True, "time_acc": True}
 
     def build_head(self, channels: int, strides: list[int]) -> nn.Module:

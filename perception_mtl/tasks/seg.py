@@ -1,15 +1,22 @@
-"""Semantic segmentation: cross-entropy over train ids (255 ignored), mIoU and pixel accuracy."""
+"""Semantic segmentation: a loss over train ids (255 ignored; cross-entropy by default, or smp's
+Dice, Lovász, focal: `task.seg.loss`), mIoU and pixel accuracy."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import Metric
 
-from perception_mtl.data.labels import IGNORE
-from perception_mtl.models.heads.dense import DenseHead
+from perception_mtl.data.files import write_png
+from perception_mtl.data.labels import IGNORE, SEG_CLASSES, TRAIN_ID_TO_LABEL_ID
+from perception_mtl.data.targets import Target
+from perception_mtl.models.heads.decoders import build_dense_head
 from perception_mtl.tasks import TASKS
-from perception_mtl.tasks.base import Task, labelled
+from perception_mtl.tasks.base import Exporter, Task, labelled
+from perception_mtl.tasks.seg_losses import build_seg_loss
 
 
 class ConfusionMetric(Metric):
@@ -44,20 +51,29 @@ class ConfusionMetric(Metric):
 @TASKS.register("seg")
 class SegmentationTask(Task):
     name = "seg"
+    primary = "mIoU"
+    loss_form = "classification"
+    targets = {"semantic": Target(torch.int64, IGNORE)}
     directions = {"mIoU": True, "pixel_acc": True}
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.criteria = build_seg_loss(cfg.task.seg.loss)
 
     @property
     def num_classes(self) -> int:
         return int(self.cfg.data.seg_classes)
 
     def build_head(self, channels: int, strides: list[int]) -> nn.Module:
-        return DenseHead(channels, strides, self.num_classes, self.cfg.model.head_channels)
+        return build_dense_head(self.cfg.task.seg.decoder, channels, strides, self.num_classes,
+                                self.cfg.model.head_channels)
 
     def loss(self, head, output: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         has = labelled(batch, self.name)
         if not has.any():
             return {}
-        return {"ce": F.cross_entropy(output[has].float(), batch["semantic"][has], ignore_index=IGNORE)}
+        logits, target = output[has].float(), batch["semantic"][has]
+        return {term: criterion(logits, target) for term, criterion in self.criteria.items()}
 
     def predict(self, head, output: torch.Tensor, images, out_size) -> torch.Tensor:
         """Class indices (B, H, W)."""
@@ -69,3 +85,26 @@ class SegmentationTask(Task):
     def update(self, metric: Metric, predictions: torch.Tensor, batch: dict) -> None:
         has = labelled(batch, self.name)
         metric.update(predictions[has], batch["semantic"][has])
+
+    def overlay(self, prediction: torch.Tensor, batch: dict, i: int) -> dict:
+        labels = dict(enumerate(SEG_CLASSES[self.num_classes]))
+        masks = {"predictions": {"mask_data": prediction.numpy().astype(np.uint8), "class_labels": labels}}
+        if "semantic" in batch:
+            masks["ground_truth"] = {"mask_data": batch["semantic"][i].numpy().astype(np.uint8),
+                                     "class_labels": {**labels, IGNORE: "ignore"}}
+        return {"masks": masks}
+
+    def exporter(self, out: Path) -> Exporter:
+        if self.num_classes != 19:
+            raise ValueError("semantic export writes Cityscapes label ids and needs the 19-class label space")
+        return SemanticPngs(out)
+
+
+class SemanticPngs(Exporter):
+    """semantic/<frame>.png: predicted train ids mapped to Cityscapes label ids (its official evaluator's input)."""
+
+    def __init__(self, out: Path):
+        self.out = out
+
+    def add(self, batch: dict, i: int, frame: str, prediction: torch.Tensor) -> None:
+        write_png(self.out / "semantic" / f"{frame}.png", TRAIN_ID_TO_LABEL_ID[prediction.numpy()])

@@ -9,10 +9,13 @@ Building needs no network; `save_or_export` writes the view spec as JSON and, on
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import wandb
 
+from perception_mtl.config import ConfigError
+from perception_mtl.tasks import TASKS
 from perception_mtl.tracking.wandb import resolve_mode
 
 try:
@@ -22,11 +25,6 @@ except ImportError as err:
     raise ImportError("the W&B dashboard needs wandb-workspaces: "
                       "pip install 'wandb-workspaces>=0.4.4,<0.5'") from err
 
-# Metrics compared across methods (bar charts, parallel coordinates); those in LOWER_IS_BETTER
-# get an inverted axis so that up is better. Other tasks only get their validation line plot.
-KEY_METRICS = {"det": ("mAP50",), "seg": ("mIoU",), "depth": ("abs_rel", "delta1"),
-               "scene": ("weather_acc",), "noise": ("mse",), "drivable": ("mIoU",)}
-LOWER_IS_BETTER = frozenset({"abs_rel", "mse"})
 # WandbLogger defines `val/*` with summary "max,last": the run summary holds {"max", "last"}.
 FINAL = ".last"
 MAX_RUNS = 50  # runs (or groups) drawn per panel; the W&B default of 10 cuts a suite short
@@ -40,8 +38,14 @@ def _line(title: str, y: list[str], **kwargs) -> wr.LinePlot:
 
 
 def key_metrics(tasks: list[str]) -> list[str]:
-    """`val/<task>/<metric>` of the key metrics of the given tasks, in task order."""
-    return [f"val/{t}/{m}" for t in tasks for m in KEY_METRICS.get(t, ())]
+    """`val/<task>/<metric>` of the key metrics (`Task.key_metrics`) of the given tasks, in task order."""
+    return [f"val/{t}/{m}" for t in tasks for m in TASKS.get(t).dashboard_metrics()]
+
+
+def higher_is_better(key: str) -> bool:
+    """Direction of `val/<task>/<metric>`, as its task declares it."""
+    _, task, metric = key.split("/", 2)
+    return TASKS.get(task).directions[metric]
 
 
 def build_workspace(project: str, entity: str | None, name: str, tasks: list[str],
@@ -62,14 +66,14 @@ def build_workspace(project: str, entity: str | None, name: str, tasks: list[str
     ]
     columns = [wr.ParallelCoordinatesPlotColumn(wr.Config("balancer.name"), display_name="balancer")]
     columns += [wr.ParallelCoordinatesPlotColumn(wr.SummaryMetric(k + FINAL), display_name=k,
-                                                 inverted=k.rsplit("/", 1)[1] in LOWER_IS_BETTER)
+                                                 inverted=not higher_is_better(k))
                 for k in keys]
     sections = [
         ws.Section("Task losses", [_line(f"loss {t}", [f"train/loss/{t}"]) for t in tasks], is_open=True),
         ws.Section("Task weights", [_line(f"weight {t}", [f"train/weight/{t}"]) for t in tasks], is_open=True),
         ws.Section("Gradient conflict", conflict, is_open=True),
         ws.Section("Validation metrics", [
-            *(_line(f"val {t}", [f"val/{t}/{m}" for m in KEY_METRICS.get(t, ())], metric_regex=f"^val/{t}/")
+            *(_line(f"val {t}", key_metrics([t]), metric_regex=f"^val/{t}/")
               for t in tasks),
             *(wr.BarPlot(title=f"final {k}", metrics=[wr.SummaryMetric(k + FINAL)],
                          groupby_aggfunc="mean", groupby_rangefunc="stderr") for k in keys),
@@ -95,19 +99,29 @@ def spec_json(workspace: ws.Workspace) -> str:
 
 
 def save_or_export(workspace: ws.Workspace, out: Path, online: bool = True) -> str:
-    """Write the spec JSON to `out`; with `online`, an API key and WANDB_MODE not offline, also
-    save the view to W&B. Returns what happened; a W&B or network failure is reported, not raised."""
+    """Write the spec JSON to `out`; with `online`, also save the view to W&B. Returns what
+    happened; a W&B or network failure is reported, not raised. Asked to go online without an API
+    key, or with WANDB_MODE set to another mode, it raises a ConfigError saying so."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(spec_json(workspace))
+    if not online:
+        return f"wrote the workspace spec to {out}, not saved to W&B (not asked to go online); {PUSH_LATER}"
+    no_key = ConfigError(f"--online needs a W&B API key and none is configured: set WANDB_API_KEY or run "
+                         f"`wandb login` (the spec is written to {out})")
     mode = resolve_mode(None)  # WANDB_MODE, else online iff WANDB_API_KEY or a netrc entry
-    if not online or mode != "online":
-        why = "not asked to go online" if not online else f"W&B mode is {mode}"
-        return f"wrote the workspace spec to {out}, not saved to W&B ({why}); {PUSH_LATER}"
+    if mode != "online":
+        if os.environ.get("WANDB_MODE"):
+            raise ConfigError(f"--online, but WANDB_MODE={mode}: unset WANDB_MODE to save the workspace to W&B "
+                              f"(the spec is written to {out})")
+        raise no_key
     try:
         api = wandb.Api()
-        if not api.api_key:
-            return f"wrote the workspace spec to {out}; no W&B API key configured; {PUSH_LATER}"
+    except Exception as err:  # noqa: BLE001 (any W&B failure falls back to the file)
+        return f"wrote the workspace spec to {out}; W&B failed ({type(err).__name__}: {err}); {PUSH_LATER}"
+    if not api.api_key:
+        raise no_key
+    try:
         if not workspace.entity:
             workspace.entity = api.default_entity
         workspace.save()

@@ -22,12 +22,15 @@ NEAREST_VISIBLE_Z = 0.5  # metres; quads are clipped to z >= this for their scre
 class Frame:
     """One rendered frame. Shapes: image (H, W, 3) uint8, labels (H, W) uint8 label ids,
     instances (H, W) int32 (labelId*1000+k for things, label id for stuff), depth (H, W)
-    float32 metres along the optical axis, 0 where invalid (sky, beyond `far_depth`)."""
+    float32 metres along the optical axis, 0 where invalid (sky, beyond `far_depth`), normals
+    (H, W, 3) float32 unit surface normals facing the camera, in its frame (x right, y down,
+    z forward), 0 where depth is invalid."""
 
     image: np.ndarray
     labels: np.ndarray
     instances: np.ndarray
     depth: np.ndarray
+    normals: np.ndarray
     camera: Camera
     scene: Scene
 
@@ -57,7 +60,19 @@ def render(scene: Scene, camera: Camera) -> Frame:
     valid = np.isfinite(buf.depth) & (buf.depth <= scene.far_depth)
     depth = np.where(valid, buf.depth, 0.0).astype(np.float32)
     image = appearance.shade(buf.albedo, buf.normal_axis, buf.emissive, buf.depth, rays, scene)
-    return Frame(image, buf.labels, instances.astype(np.int32), depth, camera, scene)
+    normals = camera_normals(buf.normal_axis, rays, camera) * valid[..., None]
+    return Frame(image, buf.labels, instances.astype(np.int32), depth, normals.astype(np.float32), camera, scene)
+
+
+def camera_normals(normal_axis: np.ndarray, rays: np.ndarray, camera: Camera) -> np.ndarray:
+    """Exact normals (H, W, 3) in the camera frame of surfaces whose normal is world axis
+    `normal_axis` (H, W) (every surface is an axis-aligned plane; -1 = sky, gets 0), oriented
+    against the world rays (3, H, W): n_cam = R^T (s e_a) = s R[a], s = -sign(ray_a)."""
+    axis = np.clip(normal_axis, 0, 2).astype(np.int64)
+    ray_along = np.take_along_axis(rays, axis[None], 0)[0]
+    sign = np.where(ray_along > 0, -1.0, 1.0)
+    normals = camera.rotation[axis] * sign[..., None]
+    return np.where((normal_axis >= 0)[..., None], normals, 0.0)
 
 
 def _draw_ground(scene: Scene, rays: np.ndarray, eye: list[float], buf: _Buffers) -> None:

@@ -8,6 +8,8 @@ Layout (docs/ARCHITECTURE.md, "File contracts"), for `stem` = `{city}_{seq:06d}_
   disparity/{split}/{city}/{stem}_disparity.png           p = d * 256 + 1, 0 = invalid, uint16
   camera/{split}/{city}/{stem}_camera.json                Cityscapes extrinsic/intrinsic fields
   scene/{split}/{city}/{stem}_scene.json                  weather, timeofday (our addition)
+  normals/{split}/{city}/{stem}_normals.png               uint16 RGB = round((n + 1) / 2 * 65535) of the
+                                                          camera-frame unit normal (x, y, z), 0 = none (our addition)
 """
 from __future__ import annotations
 
@@ -28,6 +30,12 @@ def depth_to_disparity_png(depth: np.ndarray, baseline: float, fx: float) -> np.
     disparity[valid] = baseline * fx / depth[valid]
     p = np.where(valid, np.round(disparity * 256.0) + 1.0, 0.0)
     return np.clip(p, 0, 65535).astype(np.uint16)
+
+
+def normals_to_png(normals: np.ndarray) -> np.ndarray:
+    """Unit normals (H, W, 3), 0 = none -> PNG values (H, W, 3) uint16, 0 = none."""
+    valid = np.any(normals != 0, axis=-1, keepdims=True)
+    return np.where(valid, np.round((normals + 1.0) / 2.0 * 65535.0), 0).astype(np.uint16)
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
@@ -65,6 +73,7 @@ def write_frame(frame: Frame, root: Path, split: str, city: str, stem: str, extr
         "disparity": root / "disparity" / split / city / f"{stem}_disparity.png",
         "camera": root / "camera" / split / city / f"{stem}_camera.json",
         "scene": root / "scene" / split / city / f"{stem}_scene.json",
+        "normals": root / "normals" / split / city / f"{stem}_normals.png",
     }
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +83,7 @@ def write_frame(frame: Frame, root: Path, split: str, city: str, stem: str, extr
     _write_png(paths["labels"], frame.labels)
     _write_png(paths["instances"], frame.instances.astype(np.uint16))
     _write_png(paths["disparity"], depth_to_disparity_png(frame.depth, cam.baseline, cam.fx))
+    _write_png(paths["normals"], normals_to_png(frame.normals)[..., ::-1])  # OpenCV stores BGR
     poly = {"imgHeight": h, "imgWidth": w, "objects": polygons(frame.instances, frame.depth)}
     paths["polygons"].write_text(json.dumps(poly))
     paths["camera"].write_text(json.dumps(cam.to_cityscapes_json(), indent=2))

@@ -1,0 +1,115 @@
+"""The Task spec is the one home of per-task facts, and a new task (surface normals) is one file:
+the world writes exact normals, the Cityscapes loader reads them, and the task trains,
+evaluates, exports and shows up on the dashboard and in the transfer report."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms import v2
+
+from perception_mtl.balancing.uncertainty import UncertaintyWeighting
+from perception_mtl.data.cityscapes import CityscapesDataset
+from perception_mtl.data.collate import collate
+from perception_mtl.data.partial import LabelView
+from perception_mtl.data.targets import TARGETS, TASK_TARGETS
+from perception_mtl.data.world.camera import Camera
+from perception_mtl.data.world.generate import WorldSpec, render_frame
+from perception_mtl.data.world.render import camera_normals
+from perception_mtl.engine.evaluator import evaluate_parts
+from perception_mtl.engine.export import PredictionWriter
+from perception_mtl.engine.trainer import Trainer
+from perception_mtl.tasks import TASKS
+from perception_mtl.tasks.base import Task
+from perception_mtl.tasks.normals import Normals, NormalsMetric, read_normals
+from perception_mtl.tracking.dashboard import higher_is_better, key_metrics
+from perception_mtl.tracking.media import media_panels
+
+from helpers import tiny_config
+
+
+def test_every_registered_task_declares_its_facts():
+    for name in TASKS.names():
+        cls = TASKS.get(name)
+        assert cls.name == name and cls.primary in cls.directions and cls.loss_form in ("classification", "regression")
+        assert TASK_TARGETS[name] == tuple(cls.targets)
+    # edges is binary cross-entropy: classification, not the regression default it used to fall to
+    assert UncertaintyWeighting(["edges", "depth"]).factor == {"edges": 1.0, "depth": 0.5}
+
+
+def test_a_task_with_an_inconsistent_spec_is_refused_at_registration():
+    class Bad(Task):
+        name, primary, loss_form, directions = "bad", "nope", "regression", {"mse": False}
+
+    with pytest.raises(ValueError, match="primary metric 'nope'"):
+        TASKS.register("bad")(Bad)
+    assert "bad" not in TASKS
+
+
+def test_world_normals_are_exact_unit_vectors_facing_the_camera():
+    frame = render_frame(WorldSpec(height=64, width=128), "train", 0)
+    n, valid = frame.normals, frame.depth > 0
+    assert np.allclose(np.linalg.norm(n[valid], axis=-1), 1.0, atol=1e-6) and not n[~valid].any()
+    ground = valid & np.isin(frame.labels, [7, 8])  # road and sidewalk: the plane y = 0
+    up_in_camera = camera_normals(np.ones((1, 1), np.int8), -np.ones((3, 1, 1)), frame.camera)[0, 0]
+    assert np.allclose(n[ground], up_in_camera, atol=1e-6)
+    assert up_in_camera[1] == pytest.approx(-math.cos(frame.camera.pitch))  # camera y points down
+    # facing the camera: the normal and the viewing ray point against each other
+    rays = np.einsum("ij,jhw->hwi", frame.camera.rotation.T, frame.camera.rays())
+    assert (np.einsum("hwi,hwi->hw", n, rays)[valid] < 0).all()
+
+
+def test_loader_reads_normals_and_a_flip_mirrors_them(tiny_world):
+    ds = CityscapesDataset(tiny_world, "train", ("normals",))
+    sample = ds[0]
+    png = read_normals(ds.path(0, "normals", "_normals.png"), (64, 128))
+    assert isinstance(sample["normals"], Normals) and torch.equal(sample["normals"], png)
+    flipped = v2.RandomHorizontalFlip(1.0)(png)
+    assert torch.equal(flipped[0], -png[0].flip(-1)) and torch.equal(flipped[1:], png[1:].flip(-1))
+    batch = collate([sample, CityscapesDataset(tiny_world, "train", ("seg",))[1]])
+    assert batch["normals"].shape == (2, 3, 64, 128) and not batch["normals"][1].any()  # filled with 0
+    assert TARGETS["normals"].fill == 0.0
+    dropped = LabelView(ds, [0], {0: {"normals"}})[0]
+    assert "normals" not in dropped and dropped["has"] == set()
+
+
+def test_normals_metric_matches_a_direct_computation():
+    g = torch.Generator().manual_seed(0)
+    gt = torch.nn.functional.normalize(torch.randn(2, 3, 8, 8, generator=g), dim=1)
+    gt[:, :, :2] = 0  # unlabelled rows
+    pred = torch.nn.functional.normalize(gt + 0.4 * torch.randn(2, 3, 8, 8, generator=g), dim=1)
+    metric = NormalsMetric()
+    metric.update(pred, gt)
+    result = {k: float(v) for k, v in metric.compute().items()}
+    valid = gt.abs().sum(1) > 0
+    errors = torch.rad2deg(torch.acos((pred * gt).sum(1)[valid].clamp(-1, 1))).double()
+    assert result["mean_err"] == pytest.approx(float(errors.mean()), abs=1e-4)  # float32 cosines
+    assert result["median_err"] == pytest.approx(float(errors.sort().values[(len(errors) - 1) // 2]), abs=0.01)
+    for t in (11.25, 22.5, 30.0):
+        assert result[f"within_{t:g}"] == pytest.approx(float((errors < t).double().mean()))
+
+
+def test_normals_train_evaluate_export_and_show(tiny_world, tmp_path):
+    trainer = Trainer(tiny_config(tiny_world, tmp_path / "run", "tasks=[seg,normals]", "train.steps=3"))
+    metrics = trainer.fit()
+    assert {"normals/mean_err", "normals/median_err", "normals/within_11.25"} <= metrics.keys()
+    assert 0 < metrics["normals/mean_err"] < 180
+    results, first = evaluate_parts(trainer.model, trainer.tasks, trainer.val, (64, 128), tmp_path / "pred",
+                                    progress=False, keep_first=True)
+    assert results["normals/mean_err"] == pytest.approx(metrics["normals/mean_err"])
+    written = sorted((tmp_path / "pred" / "normals").glob("*.png"))
+    assert len(written) == 3
+    again = read_normals(written[0], tuple(first[0]["normals"].shape[-2:]))
+    assert torch.allclose(again, first[1]["normals"][0], atol=1e-4)  # the labels' own format round-trips
+    panels = media_panels(*first, 1, trainer.tasks)
+    assert [p["caption"].split()[-1] for p in panels[1:]] == ["normals"] and "masks" in panels[0]
+    assert key_metrics(["normals"]) == ["val/normals/mean_err", "val/normals/within_11.25"]
+    assert not higher_is_better("val/normals/mean_err") and higher_is_better("val/normals/within_11.25")
+
+
+def test_prediction_writer_writes_only_tasks_with_an_exporter(tiny_world, tmp_path):
+    cfg = tiny_config(tiny_world, tmp_path, "tasks=[scene,normals]")
+    writer = PredictionWriter(tmp_path / "out", {t: TASKS.get(t)(cfg) for t in cfg.tasks})
+    assert list(writer.exporters) == ["normals"]
