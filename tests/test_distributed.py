@@ -119,8 +119,7 @@ def test_torchrun_train_cli_rank0_writes_and_metrics_match_one_process(tiny_worl
     from perception_mtl.engine.checkpoint import load_checkpoint
     from perception_mtl.engine.evaluator import evaluate_parts
     from perception_mtl.data.build import val_loaders
-    from perception_mtl.engine.trainer import build_tasks
-    from perception_mtl.models import build_model
+    from perception_mtl.engine.builders import build_model, build_tasks
 
     out = tmp_path / "run"
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}

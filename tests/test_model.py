@@ -6,9 +6,8 @@ import torch
 
 from perception_mtl.config import load_config
 from perception_mtl.data.labels import DET_CLASSES
-from perception_mtl.engine.trainer import build_tasks
+from perception_mtl.engine.builders import build_model, build_tasks
 from perception_mtl.models.backbone import Backbone
-from perception_mtl.models.multitask import MultiTaskModel
 
 
 @pytest.mark.parametrize("backbone", ["test_resnet", "test_efficientnet", "test_convnext", "resnet18",
@@ -17,7 +16,7 @@ from perception_mtl.models.multitask import MultiTaskModel
 def test_outputs_have_the_documented_shapes(backbone, branch):
     cfg = load_config(None, [f"model.backbone={backbone}", f"model.branch={branch}",
                              "tasks=[det,seg,depth,scene]"], defaults=None)
-    model = MultiTaskModel(cfg, build_tasks(cfg)).eval()
+    model = build_model(cfg, build_tasks(cfg)).eval()
     images = torch.rand(2, 3, 64, 128)
     with torch.no_grad():
         out = model(images)

@@ -9,8 +9,8 @@ from torchjd.aggregation import Mean
 
 from perception_mtl.balancing.aggregators import AggregatorBalancer
 from perception_mtl.config import ConfigError
-from perception_mtl.engine.trainer import Trainer, build_tasks
-from perception_mtl.models import build_model
+from perception_mtl.engine.builders import build_model, build_tasks
+from perception_mtl.engine.trainer import Trainer
 
 from helpers import tiny_config
 

@@ -52,9 +52,9 @@ from torchjd.aggregation import (IMTLG, MGDA, PCD, Aggregator, AlignedMTL, CAGra
 from torchjd.autojac import jac_to_grad, mtl_backward
 
 from perception_mtl import distributed
-from perception_mtl.balancing import BALANCERS, REPRESENTATION, variants
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, representation, task_gradients
+from perception_mtl.balancing.registry import BALANCERS, REPRESENTATION, variants
 from perception_mtl.balancing.scale import UnitScale, scale_safe
 from perception_mtl.balancing.stateful import capture, is_stateful, restore
 

@@ -21,9 +21,9 @@ from torch import nn
 from torchjd.autojac import mtl_backward
 
 from perception_mtl import distributed
-from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import representation
+from perception_mtl.balancing.registry import BALANCERS, variants
 
 EPS = 1e-8
 

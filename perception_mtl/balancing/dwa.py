@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
+from perception_mtl.balancing.registry import BALANCERS, variants
 from perception_mtl.distributed import global_values
 
 

@@ -22,8 +22,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
+from perception_mtl.balancing.registry import BALANCERS, variants
 from perception_mtl.distributed import global_values
 
 EPS = 1e-8

@@ -22,10 +22,10 @@ from torch import nn
 from torchjd.aggregation import GradDrop
 
 from perception_mtl import distributed
-from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.aggregators import AggregatorBalancer
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, representation, task_gradients
+from perception_mtl.balancing.registry import BALANCERS, variants
 
 PARAMETER = "parameter space (torchjd GradDrop: purity per parameter)"
 

@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from perception_mtl import distributed
-from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, task_gradients
+from perception_mtl.balancing.registry import BALANCERS, variants
 
 
 REPRESENTATION_NORMS = "norms on the shared features (representation space)"

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torchjd.scalarization import IMTLL, GeometricMean, Random, Scalarizer
 
-from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer, Losses
+from perception_mtl.balancing.registry import BALANCERS, variants
 from perception_mtl.distributed import global_values
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from perception_mtl.balancing import BALANCERS, variants
 from perception_mtl.balancing.base import Balancer
+from perception_mtl.balancing.registry import BALANCERS, variants
 
 
 @BALANCERS.register("static")

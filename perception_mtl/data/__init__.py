@@ -1,4 +1,4 @@
-"""Dataset registry: `DATASETS.get(name)(root, split, tasks, data, train)` -> a torch Dataset.
+"""Dataset registry (registry.py): `DATASETS.get(name)(root, split, tasks, data, train)` -> a torch Dataset.
 
 A loader is a function registered under its name in its own module (cityscapes.py, kitti.py,
 bdd100k.py). It returns a Dataset whose items follow the sample contract of cityscapes.py's
@@ -11,8 +11,5 @@ labels for, known without decoding it (label counts, partial labels).
   train: True for the training set (resize and augment to data.size), False for evaluation
          (labels at their own resolution).
 """
-from perception_mtl.registry import Registry
-
-DATASETS: Registry = Registry("dataset")
-
-from perception_mtl.data import bdd100k, cityscapes, kitti  # noqa: E402,F401  (registration)
+from perception_mtl.data import bdd100k, cityscapes, kitti  # noqa: F401  (registration)
+from perception_mtl.data.registry import DATASETS  # noqa: F401

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from perception_mtl.data import DATASETS
 from perception_mtl.data.cityscapes import TIMES, WEATHERS
 from perception_mtl.data.files import DatasetError, no_boxes, read_json, read_label_png, read_rgb
 from perception_mtl.data.frames import FrameDataset
 from perception_mtl.data.labels import IGNORE, TRAIN_ID_LUT, detection_index
+from perception_mtl.data.registry import DATASETS
 from perception_mtl.data.transforms import build_transforms, transform_sample
 
 # BDD100K detection category -> detection class (None: ignored); data.class_map overrides entries

@@ -15,9 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from perception_mtl import distributed
-from perception_mtl.data import DATASETS
 from perception_mtl.data.collate import collate
 from perception_mtl.data.partial import Concat, LabelView, drop_labels, fraction_of, label_counts
+from perception_mtl.data.registry import DATASETS
 
 
 @dataclass

@@ -25,11 +25,11 @@ from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
 from torchvision import tv_tensors
 
-from perception_mtl.data import DATASETS
 from perception_mtl.data.files import DatasetError, no_boxes, read_label_png, read_rgb
 from perception_mtl.data.frames import FrameDataset
 from perception_mtl.data.kitti_labels import class_index, parse_label_line
 from perception_mtl.data.labels import DET_CLASSES, SEG_LUT
+from perception_mtl.data.registry import DATASETS
 from perception_mtl.data.transforms import build_transforms, transform_sample
 
 PARTS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {  # part -> (tasks its frames carry, folders it needs)

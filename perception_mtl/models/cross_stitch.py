@@ -16,8 +16,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from perception_mtl.models.heads import HeadBuilder
 from perception_mtl.models.per_task import PerTaskModel
-from perception_mtl.tasks.base import Task
 
 
 class CrossStitchUnit(nn.Module):
@@ -37,14 +37,14 @@ class CrossStitchUnit(nn.Module):
 
 
 class CrossStitchModel(PerTaskModel):
-    def __init__(self, cfg: DictConfig, tasks: dict[str, Task]):
-        super().__init__(cfg, tasks)
+    def __init__(self, cfg: DictConfig, heads: dict[str, HeadBuilder]):
+        super().__init__(cfg, heads)
         first = next(iter(self.backbones.values()))
         if not hasattr(first.body, "return_layers"):
             raise ValueError(f"model.sharing=cross_stitch needs a timm backbone whose features_only model is a "
                              f"FeatureDictNet (resnet*, efficientnet*, convnext*); {cfg.model.backbone} is not")
         self.taps = list(first.body.return_layers)
-        self.units = nn.ModuleDict({name: CrossStitchUnit(len(tasks), c, cfg.model.cross_stitch_init)
+        self.units = nn.ModuleDict({name: CrossStitchUnit(len(heads), c, cfg.model.cross_stitch_init)
                                     for name, c in zip(self.taps, first.channels)})
 
     def forward(self, images: torch.Tensor) -> dict:

@@ -8,8 +8,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from perception_mtl.models.backbone import Backbone
+from perception_mtl.models.heads import HeadBuilder
 from perception_mtl.models.necks import FPN
-from perception_mtl.tasks.base import Task
 
 
 class MultiTaskModel(nn.Module):
@@ -22,7 +22,7 @@ class MultiTaskModel(nn.Module):
 
     has_shared_representation = True  # every task reads the same features (representation-space methods)
 
-    def __init__(self, cfg: DictConfig, tasks: dict[str, Task]):
+    def __init__(self, cfg: DictConfig, heads: dict[str, HeadBuilder]):
         super().__init__()
         m = cfg.model
         self.backbone = Backbone.from_config(m)
@@ -31,8 +31,8 @@ class MultiTaskModel(nn.Module):
         if self.shared_neck:
             self.neck = FPN(channels, strides, m.neck_channels)
         else:
-            self.necks = nn.ModuleDict({t: FPN(channels, strides, m.neck_channels) for t in tasks})
-        self.heads = nn.ModuleDict({t: task.build_head(m.neck_channels, strides) for t, task in tasks.items()})
+            self.necks = nn.ModuleDict({t: FPN(channels, strides, m.neck_channels) for t in heads})
+        self.heads = nn.ModuleDict({t: build(m.neck_channels, strides) for t, build in heads.items()})
         self.shared_representation: dict[int, torch.Tensor] = {}
 
     def forward(self, images: torch.Tensor) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Per-task networks: one backbone, FPN and head per task (the base of soft sharing and
 cross-stitch). Each task's network is initialised under its own seed, derived from
-(`train.seed`, position of the task in the registry), so a task's network starts from the same
-weights whichever other tasks are trained beside it."""
+(`train.seed`, the task's name), so a task's network starts from the same weights whichever other
+tasks are trained beside it or are registered."""
 from __future__ import annotations
 
 import itertools
+import zlib
 from typing import Iterator
 
 import torch
@@ -12,9 +13,14 @@ from omegaconf import DictConfig
 from torch import nn
 
 from perception_mtl.models.backbone import Backbone
+from perception_mtl.models.heads import HeadBuilder
 from perception_mtl.models.necks import FPN
-from perception_mtl.tasks import TASKS
-from perception_mtl.tasks.base import Task
+
+
+def task_seed(seed: int, task: str) -> int:
+    """The seed of `task`'s network in run seed `seed`: a stable hash of the name (CRC-32, not
+    Python's salted `hash`), so no other task's presence or registration moves it."""
+    return seed * 1009 + zlib.crc32(task.encode())
 
 
 class PerTaskModel(nn.Module):
@@ -29,17 +35,17 @@ class PerTaskModel(nn.Module):
 
     has_shared_representation = False
 
-    def __init__(self, cfg: DictConfig, tasks: dict[str, Task]):
+    def __init__(self, cfg: DictConfig, heads: dict[str, HeadBuilder]):
         super().__init__()
         m = cfg.model
         self.backbones, self.necks, self.heads = nn.ModuleDict(), nn.ModuleDict(), nn.ModuleDict()
-        for t, task in tasks.items():
+        for t, build_head in heads.items():
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(cfg.train.seed * 1009 + TASKS.names().index(t))
+                torch.manual_seed(task_seed(cfg.train.seed, t))
                 self.backbones[t] = Backbone.from_config(m)
                 strides, channels = self.backbones[t].strides, self.backbones[t].channels
                 self.necks[t] = FPN(channels, strides, m.neck_channels)
-                self.heads[t] = task.build_head(m.neck_channels, strides)
+                self.heads[t] = build_head(m.neck_channels, strides)
         self.shared_representation: dict[tuple[str, int], torch.Tensor] = {}
 
     def branch(self, feats: dict[str, dict[int, torch.Tensor]]) -> dict:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
+from perception_mtl.models.heads import HeadBuilder
 from perception_mtl.models.per_task import PerTaskModel
-from perception_mtl.tasks.base import Task
 
 
 class SoftSharingModel(PerTaskModel):
-    def __init__(self, cfg: DictConfig, tasks: dict[str, Task]):
-        super().__init__(cfg, tasks)
+    def __init__(self, cfg: DictConfig, heads: dict[str, HeadBuilder]):
+        super().__init__(cfg, heads)
         soft = cfg.model.soft
         self.beta, self.penalty, self.strides = float(soft.beta), soft.penalty, list(soft.strides)
         self._features: dict[str, dict[int, torch.Tensor]] = {}
