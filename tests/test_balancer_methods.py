@@ -11,7 +11,8 @@ from torch import nn
 
 from perception_mtl.balancing import BALANCERS, balancer_variant, build_balancer
 
-from test_balancers import CONFLICT, Probe, TwoTaskLinear, train
+from helpers import Probe, TwoTaskLinear
+from test_balancers import CONFLICT, train
 
 ORTHOGONAL = torch.tensor([[3.0, 0.0, 0.0], [0.0, 4.0, 0.0]])  # norms 3 and 4
 SPACES = ["parameter", "representation"]

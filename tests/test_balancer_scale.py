@@ -8,46 +8,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from perception_mtl.balancing import BALANCERS, balancer_options, balancer_spaces, build_balancer
+
+from helpers import ThreeTasks
 
 TASKS = ["a", "b", "c"]
 # weights that depend on the gradients' scale by design (each with the paper's reason)
 SCALE_DEPENDENT = {
     "excessmtl": "its first step weights tasks by the raw excess-risk proxy (He et al. 2024, eq. 9)",
 }
-
-
-class ThreeTasks(nn.Module):
-    """A shared layer (8 -> 12, tanh) read by three linear heads. Head b starts as a copy of head a
-    and its target is -2 times a's, so their gradients conflict: the mean gradient opposes task a's
-    (what makes UPGrad and DualProj project)."""
-
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(1)
-        self.shared = nn.Linear(8, 12)
-        self.heads = nn.ModuleDict({t: nn.Linear(12, 1) for t in TASKS})
-        self.x = torch.randn(64, 8, generator=g)
-        w = torch.randn(8, 1, generator=g)
-        self.heads["b"].load_state_dict(self.heads["a"].state_dict())
-        self.y = {"a": self.x @ w, "b": -2 * self.x @ w, "c": torch.randn(64, 1, generator=g)}
-        self.shared_representation: dict[int, torch.Tensor] = {}
-
-    def losses(self, scale: float) -> dict[str, torch.Tensor]:
-        rep = torch.tanh(self.shared(self.x))
-        self.shared_representation = {0: rep}
-        return {t: scale * ((head(rep) - self.y[t]) ** 2).mean() for t, head in self.heads.items()}
-
-    def shared_parameters(self):
-        return self.shared.parameters()
-
-    def last_shared_parameters(self):
-        return self.shared.parameters()
-
-    def task_parameters(self, task: str):
-        return self.heads[task].parameters()
 
 
 def gradient_methods() -> list[tuple[str, str]]:

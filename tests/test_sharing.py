@@ -3,12 +3,15 @@ backbones together), cross-stitch at identity is the per-task networks, and ever
 trains under loss-space and gradient-space balancers."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torchjd.aggregation import Mean
 
 from perception_mtl.balancing.aggregators import AggregatorBalancer
 from perception_mtl.config import ConfigError
+from perception_mtl.data.collate import collate
 from perception_mtl.engine.builders import build_model, build_tasks
 from perception_mtl.engine.trainer import Trainer
 
@@ -63,8 +66,30 @@ def test_cross_stitch_at_identity_equals_the_per_task_networks(tiny_world, tmp_p
     ("cross_stitch", ["balancer.name=uncertainty"]),
 ])
 def test_every_scheme_trains_under_balancers(tiny_world, tmp_path, sharing, extra):
-    trainer = _trained(tiny_world, tmp_path, f"model.sharing={sharing}", "tasks=[seg,depth]", "train.steps=2", *extra)
-    assert trainer.step == 2 and all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    """Two steps on one fixed batch change the shared and every task's parameters and lower the sum
+    of the task losses on that batch."""
+    trainer = Trainer(tiny_config(tiny_world, tmp_path, f"model.sharing={sharing}", "tasks=[seg,depth]",
+                                  "train.steps=2", "optim.clip_grad=1e9", *extra))
+    batch = collate([trainer.train_set[i] for i in range(3)])
+
+    def total_loss() -> float:
+        with torch.no_grad():
+            return float(sum(trainer.losses(batch).values()))
+
+    def snapshot(params) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in params]
+
+    parts = {"shared": trainer.model.shared_parameters, **{t: functools.partial(trainer.model.task_parameters, t)
+                                                            for t in ("seg", "depth")}}
+    before, loss_before = {k: snapshot(params()) for k, params in parts.items()}, total_loss()
+    for _ in range(2):
+        trainer.train_step(batch)
+    loss_after = total_loss()
+    for part, params in parts.items():
+        after = list(params())
+        assert all(torch.isfinite(p).all() for p in after), part
+        assert any(not torch.equal(b, a) for b, a in zip(before[part], after)), f"{part} parameters did not change"
+    assert loss_after < loss_before, (loss_before, loss_after)
 
 
 def test_representation_space_needs_hard_sharing(tiny_world, tmp_path):

@@ -62,11 +62,18 @@ def test_logger_survives_a_failing_log_call(wandb_env, tmp_path):
 
     class Exploding:
         id = "x"
+        calls = 0
 
         def log(self, *a, **k):
+            Exploding.calls += 1
             raise OSError("disk full")
 
     logger.run = Exploding()
-    with pytest.warns(UserWarning, match="W&B log failed"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         logger.log({"a": 1.0}, step=1)
-    logger.log({"a": 2.0}, step=2)  # switched off now, no second warning or error
+        logger.log({"a": 2.0}, step=2)  # switched off now: no second call, warning or error
+    failures = [w for w in caught if "W&B log failed" in str(w.message)]
+    assert len(failures) == 1 and failures[0].category is UserWarning, [str(w.message) for w in caught]
+    assert "disk full" in str(failures[0].message)
+    assert Exploding.calls == 1 and logger.run is None
