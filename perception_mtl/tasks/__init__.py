@@ -1,23 +1,5 @@
-"""Task registry: `TASKS.get(name)(cfg)`. Each task lives in its own module; registering it
-checks its declared facts and publishes its targets and label files to the data layer."""
-from perception_mtl.data.targets import publish
-from perception_mtl.registry import Registry
-
-
-class TaskRegistry(Registry):
-    def register(self, name: str):
-        add = super().register(name)
-
-        def check_and_add(cls):
-            if cls.name != name:
-                raise ValueError(f"task class {cls.__name__} is registered as '{name}' but names itself '{cls.name}'")
-            cls.check_spec()
-            publish(name, cls.targets, cls.files)
-            return add(cls)
-
-        return check_and_add
-
-
-TASKS: TaskRegistry = TaskRegistry("task")
-
-from perception_mtl.tasks import det, depth, drivable, edges, noise, normals, scene, seg  # noqa: E402,F401  (registration)
+"""Task registry (registry.py): `TASKS.get(name)(cfg)`. Each task lives in its own module and
+registers itself with `@TASKS.register(name)`; a new task is its file and its name in the import
+below."""
+from perception_mtl.tasks import det, depth, drivable, edges, noise, normals, scene, seg  # noqa: F401  (registration)
+from perception_mtl.tasks.registry import TASKS  # noqa: F401

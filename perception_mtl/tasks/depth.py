@@ -19,8 +19,8 @@ from torchmetrics import Metric
 from perception_mtl.data.files import write_png
 from perception_mtl.data.targets import Target
 from perception_mtl.models.heads.decoders import build_dense_head
-from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Exporter, Task, labelled
+from perception_mtl.tasks.registry import TASKS
 from perception_mtl.visualize import colorize_depth
 
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")

@@ -13,8 +13,8 @@ from perception_mtl.data.labels import DET_CLASS_TO_LABEL_ID, DET_CLASSES
 from perception_mtl.data.targets import Target
 from perception_mtl.distributed import gather_objects
 from perception_mtl.models.heads.detection import DetectionHead
-from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Exporter, Task, labelled
+from perception_mtl.tasks.registry import TASKS
 
 
 class DetectionMetric(Metric):

@@ -11,8 +11,8 @@ from torchmetrics import Metric
 from perception_mtl.data.labels import IGNORE
 from perception_mtl.data.targets import Target
 from perception_mtl.models.heads.dense import DenseHead
-from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task, labelled
+from perception_mtl.tasks.registry import TASKS
 from perception_mtl.tasks.seg import ConfusionMetric
 
 CLASSES = ("direct", "alternative", "background")

@@ -14,8 +14,8 @@ from torchmetrics.classification import BinaryStatScores
 from perception_mtl.data.labels import IGNORE
 from perception_mtl.data.targets import Target
 from perception_mtl.models.heads.dense import DenseHead
-from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task, labelled
+from perception_mtl.tasks.registry import TASKS
 
 
 def semantic_edges(semantic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

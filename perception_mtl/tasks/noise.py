@@ -16,8 +16,8 @@ from torch import nn
 from torchmetrics import MeanSquaredError, Metric
 
 from perception_mtl.models.heads.scene import SceneHead
-from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task, labelled
+from perception_mtl.tasks.registry import TASKS
 
 DIM = 16
 

@@ -22,8 +22,8 @@ from torchvision.transforms.v2 import functional as TF
 from perception_mtl.data.files import DatasetError
 from perception_mtl.data.targets import LabelFiles, Target
 from perception_mtl.models.heads.dense import DenseHead
-from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Exporter, Task, labelled
+from perception_mtl.tasks.registry import TASKS
 
 THRESHOLDS = (11.25, 22.5, 30.0)  # degrees
 BIN = 0.01  # degrees: the median is read from a histogram of this resolution (no per-pixel list)

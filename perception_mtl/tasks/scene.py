@@ -11,8 +11,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from perception_mtl.data.cityscapes import TIMES, WEATHERS
 from perception_mtl.data.targets import Target
 from perception_mtl.models.heads.scene import SceneHead
-from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task, labelled
+from perception_mtl.tasks.registry import TASKS
 
 ATTRIBUTES = {"weather": len(WEATHERS), "time": len(TIMES)}
 UNKNOWN = -1

@@ -14,8 +14,8 @@ from perception_mtl.data.files import write_png
 from perception_mtl.data.labels import IGNORE, SEG_CLASSES, TRAIN_ID_TO_LABEL_ID
 from perception_mtl.data.targets import Target
 from perception_mtl.models.heads.decoders import build_dense_head
-from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Exporter, Task, labelled
+from perception_mtl.tasks.registry import TASKS
 from perception_mtl.tasks.seg_losses import build_seg_loss
 
 
