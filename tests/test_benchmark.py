@@ -206,10 +206,11 @@ def test_pairwise_matrix_reports_who_helps_whom_and_stays_off_the_leaderboard(tm
     (tmp_path / "suite.yaml").write_text("name: p\ntasks: [seg, depth, noise]\nseeds: [0, 1, 2]\nmethods: [equal]\n")
     report = write_transfer_report(tmp_path).read_text()
     assert "## Pairwise transfer (Standley et al. 2020)" in report and (tmp_path / "pairwise.png").exists()
-    assert "| seg |  | +5.00 | +0.00 |" in report  # with seg: depth's AbsRel 5% better, noise unchanged
-    assert "| depth | +9.99 |  | +0.00 |" in report  # with depth: seg's mIoU 10% better (of the mean 0.5003)
-    assert "| noise | **-19.99** | +0.00 |  |" in report  # with noise: seg 20% worse, beyond seed noise
-    assert "trained as a pair, seg changes +10.0% and depth +5.0% against training alone" in report
+    # positive = worse, the sign of delta-m
+    assert "| seg |  | -5.00 | +0.00 |" in report  # with seg: depth's AbsRel 5% better, noise unchanged
+    assert "| depth | -9.99 |  | +0.00 |" in report  # with depth: seg's mIoU 10% better (of the mean 0.5003)
+    assert "| noise | **+19.99** | +0.00 |  |" in report  # with noise: seg 20% worse, beyond seed noise
+    assert "trained as a pair, seg changes -10.0% and depth -5.0% against training alone (+ = worse)" in report
     board = write_leaderboard(tmp_path, wandb_mode="disabled")["md"].read_text()
     assert "| equal |" in board and "pair-" not in board
 

@@ -74,7 +74,7 @@ def test_expectations_pass_and_fail_where_the_answer_is_planted(tmp_path):
     path = write_controls(tmp_path, [("planted", tmp_path, "a test", expect)])
     text = path.read_text()
     assert "**3 of 5 expectations pass.**" in text and "| x beats equal (Δm, paired by seed) |" in text
-    assert "| noise harms seg (pairwise, flagged after Holm) | seg with noise vs alone: -19.99% (3 seeds)" in text
+    assert "| noise harms seg (pairwise, flagged after Holm) | seg with noise vs alone: +19.99% (+ = worse, 3 seeds)" in text
 
 
 def test_expectations_are_checked_when_the_suite_loads(tmp_path):

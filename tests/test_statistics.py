@@ -75,9 +75,9 @@ def test_holm_flags_fewer_than_raw_p_values():
     from perception_mtl.analysis.transfer import flag
 
     # sorted 0.001, 0.01, 0.03, 0.3 times 4, 3, 2, 1: 0.004, 0.03, 0.06, 0.3. Raw 0.03 would pass,
-    # adjusted 0.06 does not; the 0.001 is an improvement, never a flag
-    tests = [{"change": -5.0, "p": 0.01}, {"change": -5.0, "p": 0.03}, {"change": +5.0, "p": 0.001},
-             {"change": -1.0, "p": 0.3}]
+    # adjusted 0.06 does not; the 0.001 is an improvement (change < 0: positive = worse), never a flag
+    tests = [{"change": +5.0, "p": 0.01}, {"change": +5.0, "p": 0.03}, {"change": -5.0, "p": 0.001},
+             {"change": +1.0, "p": 0.3}]
     flagged = flag(tests)
     assert [t["p_holm"] for t in flagged] == pytest.approx([0.03, 0.06, 0.004, 0.3])
     assert [t["negative"] for t in flagged] == [True, False, False, False]

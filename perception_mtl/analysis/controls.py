@@ -68,7 +68,7 @@ def pairwise(rep: Reported, mapping: dict[str, list[str]], harmful: bool) -> lis
             if found is None or math.isnan(found["p"]):
                 verdicts.append(Verdict(claim, "pair runs missing or one seed", math.nan, math.nan, "n/a"))
                 continue
-            effect = f"{task} with {partner} vs alone: {found['change']:+.2f}% ({found['seeds']} seeds)"
+            effect = f"{task} with {partner} vs alone: {found['change']:+.2f}% (+ = worse, {found['seeds']} seeds)"
             passed = found["negative"] == harmful
             verdicts.append(Verdict(claim, effect, found["p"], found["p_holm"], "PASS" if passed else "FAIL"))
     return verdicts

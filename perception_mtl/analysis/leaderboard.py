@@ -22,8 +22,8 @@ from perception_mtl.analysis.delta_m import (baselines, delta_m_flat, delta_m_pe
 from perception_mtl.analysis.label_efficiency import plot_label_efficiency
 from perception_mtl.analysis.paired import mean_interval, paired_differences
 from perception_mtl.analysis.ranking import concordance, seed_ranks, tied_ranks
-from perception_mtl.analysis.render import (numeric_table, plot_delta_m, plot_pareto, write_csv, write_html,
-                                            write_markdown)
+from perception_mtl.analysis.render import (numeric_table, plot_delta_m, plot_pareto, transfer_html, write_csv,
+                                            write_html, write_markdown)
 from perception_mtl.analysis.reported import reported, split_words
 from perception_mtl.analysis.tuning import UNTUNED
 from perception_mtl.balancing import BALANCERS, balancer_variant
@@ -222,7 +222,8 @@ def log_wandb_table(results_dir: Path, columns: list[str], data: list[list], spe
 
 
 def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) -> dict[str, Path]:
-    """Write leaderboard.{md,csv,html}, pareto.png and delta_m.png into `results_dir`, log the
+    """Write leaderboard.{md,csv,html}, pareto.png and delta_m.png into `results_dir` (the page
+    embeds transfer_report.md and its figures when the folder has them), log the
     W&B Table (mode: `wandb_mode`, else WANDB_MODE, else the suite's, else offline), and return
     {"md", "csv", "html", "pareto", "delta_m", "label_efficiency"} -> path of the files written (a plot with nothing
     to draw is left out).
@@ -260,6 +261,7 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
     write_markdown(rows, keys, directions, notes, title, drawn, paths["md"])
     columns, data = numeric_table(rows, keys)
     write_csv(columns, data, paths["csv"])
-    write_html(rows, keys, directions, notes, title, drawn, paths["html"])
+    write_html(rows, keys, directions, notes, title, drawn, paths["html"],
+               transfer_html(results_dir / "transfer_report.md"))
     log_wandb_table(results_dir, columns, data, spec, wandb_mode)
     return {name: path for name, path in paths.items() if path.exists()}

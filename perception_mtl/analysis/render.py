@@ -7,12 +7,15 @@ import csv
 import html
 import itertools
 import math
+import re
 from pathlib import Path
 
+import markdown
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from adjustText import adjust_text  # noqa: E402
 
 CAPTION = ("Ranked by Δm per-task (LibMTL); flat (Nash-MTL/FAMO) shown too. Δm: mean relative change (%) "
            "against the single-task runs, positive = worse, lower is better; mean ± std over seeds. "
@@ -34,11 +37,18 @@ def _fmt(stat: tuple[float, float], spec: str, std_spec: str | None = None) -> C
     return text, mean
 
 
+def columns(keys: list[str], directions: dict[str, bool]) -> list[tuple[str, bool]]:
+    """(title, whether a higher value ranks first) per column; each metric's title carries its
+    direction (↑ higher is better). Text columns sort alphabetically first (False)."""
+    arrows = [(f"{k} {'↑' if directions.get(k, True) else '↓'}", directions.get(k, True)) for k in keys]
+    return [("rank", False), ("run", False), ("seeds", True), ("variant", False), ("tuned", False), *arrows,
+            ("Δm% per-task ↓", False), ("Δm − equal [95% CI]", False), ("Δm% flat ↓", False), ("seed ranks", False),
+            ("params (M)", False), ("train time (s)", False), ("latency (ms)", False)]
+
+
 def header(keys: list[str], directions: dict[str, bool]) -> list[str]:
-    """Column titles; each metric with its direction (↑ higher is better)."""
-    arrows = [f"{k} {'↑' if directions.get(k, True) else '↓'}" for k in keys]
-    return ["rank", "run", "seeds", "variant", "tuned", *arrows, "Δm% per-task ↓", "Δm − equal [95% CI]", "Δm% flat ↓", "seed ranks",
-            "params (M)", "train time (s)", "latency (ms)"]
+    """Column titles (see `columns`)."""
+    return [title for title, _ in columns(keys, directions)]
 
 
 def _versus(row: dict) -> Cell:
@@ -112,8 +122,10 @@ def write_markdown(rows: list[dict], keys: list[str], directions: dict[str, bool
 
 
 SORT_JS = """<script>
+// The first click on a header sorts best-first in that column's direction (th data-first), the next reverses.
 document.querySelectorAll("table.leaderboard th").forEach((th, col) => th.addEventListener("click", () => {
-  const body = th.closest("table").tBodies[0], asc = th.dataset.order !== "asc";
+  const body = th.closest("table").tBodies[0];
+  const asc = th.dataset.order ? th.dataset.order !== "asc" : th.dataset.first === "asc";
   th.parentNode.querySelectorAll("th").forEach(h => delete h.dataset.order);
   th.dataset.order = asc ? "asc" : "desc";
   const value = r => { const v = r.cells[col].dataset.v; return v === undefined ? null : isNaN(v) ? v : +v; };
@@ -124,35 +136,66 @@ document.querySelectorAll("table.leaderboard th").forEach((th, col) => th.addEve
   }).forEach(r => body.appendChild(r));
 }));
 </script>"""
+# Fits 1400 px without horizontal scrolling: headers and the text columns (variant, tuned) wrap,
+# numbers do not.
 STYLE = """<style>
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:14px}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}
-th{cursor:pointer;background:#f0f0f0;user-select:none}td:nth-child(2){text-align:left}
-th[data-order=asc]::after{content:" ▲"}th[data-order=desc]::after{content:" ▼"}
+body{font-family:system-ui,sans-serif;margin:1em;color:#222}table{border-collapse:collapse;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 5px;text-align:right;white-space:nowrap}
+th{cursor:pointer;background:#f0f0f0;user-select:none;white-space:normal;overflow-wrap:anywhere;vertical-align:bottom}
+td:nth-child(2){text-align:left}td:nth-child(4),td:nth-child(5){white-space:normal;min-width:7em;text-align:left}
+table.leaderboard th[data-order=asc]::after{content:" ▲"}table.leaderboard th[data-order=desc]::after{content:" ▼"}
 tr.stl{color:#666;background:#fafafa}img{max-width:100%;margin-top:1em}
+section.transfer th{cursor:auto}section.transfer td:first-child{text-align:left}
 </style>"""
 
 
 def _td(cell: Cell) -> str:
+    """A cell with its sort value; a spread ("± std") or an interval ("[lo, hi]") goes on a second,
+    smaller line to keep the columns narrow."""
     text, value = cell
     attr = "" if value is None else f' data-v="{html.escape(str(value))}"'
-    return f"<td{attr}>{html.escape(text)}</td>"
+    head, *spread = re.split(r" (?=± |\[)", text, maxsplit=1)
+    return f"<td{attr}>{html.escape(head)}" + "".join(f"<br><small>{html.escape(s)}</small>" for s in spread) + "</td>"
+
+
+def _data_uri(path: Path) -> str:
+    return f"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def transfer_html(report: Path) -> str:
+    """The transfer report (markdown, `transfer.write_transfer_report`) as an HTML section, its
+    figures inlined; "" when `report` does not exist. Raises FileNotFoundError naming a figure
+    the report shows but its folder lacks."""
+    if not report.exists():
+        return ""
+    body = markdown.markdown(report.read_text(), extensions=["tables"])
+
+    def inline(match: re.Match) -> str:
+        figure = report.parent / match.group(1)
+        if not figure.exists():
+            raise FileNotFoundError(f"{report} shows {match.group(1)}, which is not in {report.parent}; "
+                                    f"rebuild it with python tools/analyze_transfer.py {report.parent}")
+        return f'src="{_data_uri(figure)}"'
+
+    return '<section class="transfer">' + re.sub(r'src="([^"/:]+[.]png)"', inline, body) + "</section>"
 
 
 def write_html(rows: list[dict], keys: list[str], directions: dict[str, bool], notes: list[str], title: str,
-               figures: list[Path], path: Path) -> None:
-    """One offline file: inline CSS, the sorting script and the figures as data URIs."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header(keys, directions))
+               figures: list[Path], path: Path, transfer: str = "") -> None:
+    """One offline file: inline CSS, the sorting script, the figures as data URIs, then the
+    `transfer` section (`transfer_html`)."""
+    head = "".join(f'<th data-first="{"desc" if up else "asc"}">{html.escape(h)}</th>'
+                   for h, up in columns(keys, directions))
     body = "\n".join(f'<tr class="{r["kind"]}">' + "".join(_td(c) for c in cells(r, keys)) + "</tr>" for r in rows)
     notes_html = f"<p>Notes:</p><ul>{''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>" if notes else ""
-    images = "".join(f'<img alt="{f.stem}" src="data:image/png;base64,{base64.b64encode(f.read_bytes()).decode()}">'
-                     for f in figures)
+    images = "".join(f'<img alt="{f.stem}" src="{_data_uri(f)}">' for f in figures)
     path.write_text(f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>{STYLE}</head><body>
-<h2>{html.escape(title)}</h2><p>{html.escape(CAPTION)} Click a column header to sort.</p>
+<h2>{html.escape(title)}</h2><p>{html.escape(CAPTION)} Click a column header to sort, best first.</p>
 <table class="leaderboard"><thead><tr>{head}</tr></thead><tbody>
 {body}
 </tbody></table>{notes_html}{images}
+{transfer}
 {SORT_JS}</body></html>
 """)
 
@@ -170,8 +213,8 @@ def plot_delta_m(rows: list[dict], path: Path) -> bool:
            color=["tab:green" if m < 0 else "tab:red" for m in means])
     ax.set_xticks(range(len(rows)), [r["run"] for r in rows], rotation=60, ha="right", fontsize=8)
     ax.axhline(0, color="k", lw=0.6)
-    ax.set_ylabel("Δm% per-task (lower is better)")
-    ax.set_title("Δm vs single-task, mean ± std over seeds", fontsize=9)
+    ax.set_ylabel("Δm% per-task (+ = worse)")
+    ax.set_title("Δm vs single-task (positive = worse, lower is better), mean ± std over seeds", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -183,31 +226,43 @@ def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
     return [not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points) for p in points]
 
 
-def plot_pareto(rows: list[dict], path: Path) -> bool:
-    """Per task pair, each method's per-task relative change % (origin = single-task, lower-left =
-    better), Pareto-optimal methods in red; False when fewer than two tasks have baselines."""
+def pareto_figure(rows: list[dict]) -> plt.Figure | None:
+    """Per task pair, each method's per-task relative change % (positive = worse, the sign of Δm;
+    origin = single-task, lower-left = better), Pareto-optimal methods in red, labels placed by
+    adjustText so that they do not overlap; None when fewer than two tasks have baselines."""
     rows = [r for r in rows if r["kind"] == "mtl" and r["task_change"]]
     tasks = list(dict.fromkeys(t for r in rows for t in r["task_change"]))
     pairs = list(itertools.combinations(tasks, 2))
     if not pairs:
-        return False
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.3 * len(pairs), 4.0), squeeze=False)
+        return None
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4.6), squeeze=False)
     for ax, (a, b) in zip(axes[0], pairs):
         pts = [(r["run"], r["task_change"][a], r["task_change"][b]) for r in rows
                if not math.isnan(r["task_change"][a][0]) and not math.isnan(r["task_change"][b][0])]
         front = pareto_front([(x[0], y[0]) for _, x, y in pts])
+        labels = []
         for (name, x, y), best in zip(pts, front):
             ax.errorbar(x[0], y[0], xerr=0 if math.isnan(x[1]) else x[1], yerr=0 if math.isnan(y[1]) else y[1],
-                        fmt="o", ms=6 if best else 4, color="tab:red" if best else "tab:gray", lw=0.8)
-            ax.annotate(name, (x[0], y[0]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                        fmt="o", ms=6 if best else 4, color="tab:red" if best else "tab:gray", lw=0.8, alpha=0.8)
+            labels.append(ax.text(x[0], y[0], name, fontsize=8, color="darkred" if best else "black"))
         ax.scatter([0], [0], marker="*", s=120, color="k", zorder=3, label="single-task")
         ax.axhline(0, color="k", lw=0.5)
         ax.axvline(0, color="k", lw=0.5)
-        ax.set(xlabel=f"{a}: change vs single-task %", ylabel=f"{b}: change vs single-task %",
-               title=f"{a} vs {b} (red: Pareto-optimal; lower-left is better)")
+        ax.set(xlabel=f"{a}: change vs single-task % (+ = worse)", ylabel=f"{b}: change vs single-task % (+ = worse)",
+               title=f"{a} vs {b}: lower-left is better\n(red: Pareto-optimal; bars: ± std over seeds)")
         ax.title.set_fontsize(9)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper left")
+        adjust_text(labels, x=[x[0] for _, x, _ in pts], y=[y[0] for _, _, y in pts], ax=ax,
+                    arrowprops=dict(arrowstyle="-", color="0.5", lw=0.5))
     fig.tight_layout()
+    return fig
+
+
+def plot_pareto(rows: list[dict], path: Path) -> bool:
+    """Write `pareto_figure` to `path`; False when there is nothing to draw."""
+    fig = pareto_figure(rows)
+    if fig is None:
+        return False
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
