@@ -40,7 +40,7 @@ def predict_frames(predictor: Predictor, source: FrameSource, out_dir: str | Pat
                               disable=not progress):
             preds = predictor.frame(rgb)
             if writer is not None:
-                image = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+                image = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None]
                 writer.add({"image": image, "frame": [name], "has": {t: torch.ones(1, dtype=torch.bool) for t in preds}},
                            {t: [p] if t == "det" else p[None] for t, p in preds.items()})
             picture = overlay(rgb, preds, cfg.data.seg_classes, cfg.task.depth.max_depth, score_thresh, name)

@@ -1,0 +1,116 @@
+"""tools/predict.py on the tiny world's frames: a folder of images of different sizes and formats,
+a video made from them, raw outputs in evaluate.py's formats, the ONNX path, and clear errors."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from perception_mtl.engine.trainer import Trainer
+
+from helpers import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_world, tmp_path_factory) -> Path:
+    """last.pt of 2 training steps of test_resnet on the tiny world (all three tasks)."""
+    out = tmp_path_factory.mktemp("run")
+    Trainer(tiny_config(tiny_world, out, "train.steps=2")).fit()
+    return out / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def world_images(tiny_world) -> list[Path]:
+    return sorted((tiny_world / "leftImg8bit" / "val").rglob("*_leftImg8bit.png"))
+
+
+def test_folder_of_images_of_any_size(checkpoint, world_images, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first = Image.open(world_images[0])
+    first.save(folder / "a.png")
+    first.resize((200, 90)).convert("RGB").save(folder / "b.jpg")  # another size and format
+    (folder / "notes.txt").write_text("not an image: skipped")
+    _tool("predict")(["--checkpoint", str(checkpoint), "--input", str(folder), "--out", str(tmp_path / "out"), "--raw"])
+    out = tmp_path / "out"
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "b.png"]
+    overlay = np.asarray(Image.open(out / "overlays" / "a.png"))
+    assert overlay.ndim == 3 and overlay.shape[1] > 3 * first.width and overlay.std() > 10
+    # raw predictions at each frame's own size, in evaluate.py's formats
+    assert Image.open(out / "raw" / "semantic" / "b.png").size == (200, 90)
+    depth = np.asarray(Image.open(out / "raw" / "depth" / "a.png"))
+    assert depth.dtype == np.uint16 and depth.shape == (first.height, first.width) and depth.min() > 0
+    images = json.loads((out / "raw" / "detections_gt.json").read_text())["images"]
+    assert [i["file_name"] for i in images] == ["a", "b"] and images[1]["width"] == 200
+    results = json.loads((out / "raw" / "detections.json").read_text())
+    assert all(r["image_id"] in (1, 2) and len(r["bbox"]) == 4 for r in results)
+    assert "2 frames" in capsys.readouterr().out
+
+
+def test_video_made_from_world_frames(checkpoint, world_images, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for path in world_images:
+        Image.open(path).save(frames / path.name)
+    _tool("make_video")(["--frames", str(frames), "--out", str(tmp_path / "clip.mp4"), "--fps", "4"])
+    _tool("predict")(["--checkpoint", str(checkpoint), "--input", str(tmp_path / "clip.mp4"),
+                      "--out", str(tmp_path / "out")])
+    n = len(world_images)
+    assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == [f"clip_{i:06d}.png" for i in range(n)]
+    video = cv2.VideoCapture(str(tmp_path / "out" / "clip_overlay.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == n and video.get(cv2.CAP_PROP_FPS) == pytest.approx(4)
+    ok, frame = video.read()
+    video.release()
+    first = np.asarray(Image.open(tmp_path / "out" / "overlays" / "clip_000000.png"))
+    assert ok and frame.shape == first.shape
+
+
+def test_onnx_graph_gives_the_same_overlays_input(checkpoint, world_images, tmp_path):
+    from perception_mtl.inference.export import export_graph
+    from perception_mtl.inference.frames import read_image
+    from perception_mtl.inference.predictor import Predictor
+
+    torch_side = Predictor.from_checkpoint(checkpoint)
+    export_graph(torch_side.model, torch_side.size, tmp_path / "m.onnx")
+    onnx_side = Predictor.from_checkpoint(checkpoint, tmp_path / "m.onnx")
+    rgb = read_image(world_images[0])
+    ours, theirs = torch_side.frame(rgb), onnx_side.frame(rgb)
+    assert (ours["seg"] != theirs["seg"]).float().mean() < 1e-3
+    assert (ours["depth"] - theirs["depth"]).abs().max() < 1e-3
+    assert len(ours["det"]["boxes"]) == len(theirs["det"]["boxes"])
+
+
+@pytest.mark.parametrize("case", ["corrupt image", "empty folder", "not a video", "missing"])
+def test_unreadable_input_exits_2_naming_the_file(checkpoint, world_images, tmp_path, capsys, case):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    if case == "corrupt image":
+        Image.open(world_images[0]).save(folder / "a.png")
+        (folder / "b.png").write_bytes(Image.open(world_images[0]).tobytes()[:100])  # no PNG header
+        culprit = folder / "b.png"
+    elif case == "empty folder":
+        culprit = folder
+    elif case == "not a video":
+        culprit = folder / "clip.mp4"
+        culprit.write_bytes(b"\x00" * 1000)
+    else:
+        culprit = folder / "nothing.png"
+    target = folder if case == "corrupt image" else culprit
+    with pytest.raises(SystemExit) as done:
+        _tool("predict")(["--checkpoint", str(checkpoint), "--input", str(target), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and str(culprit) in err and "Traceback" not in err
