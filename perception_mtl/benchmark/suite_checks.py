@@ -11,8 +11,9 @@ from perception_mtl.config import ConfigError
 from perception_mtl.data.world.generate import WorldSpec
 
 KEYS = {"name", "description", "world", "config", "tasks", "seeds", "baselines", "methods", "delta_metrics",
-        "output_dir", "wandb", "sweep", "pairs", "test", "expect", "experiments"}
-EXPERIMENT_KEYS = KEYS - {"name", "world", "output_dir", "wandb", "experiments"}  # one world, one W&B project
+        "output_dir", "wandb", "sweep", "pairs", "test", "expect", "experiments", "launcher", "keep_checkpoints"}
+EXPERIMENT_KEYS = KEYS - {"name", "world", "output_dir", "wandb", "experiments",  # one world, one W&B project,
+                          "launcher", "keep_checkpoints"}  # one launcher
 TEST_KEYS = {"split", "limit"}
 METHOD_KEYS = {"name", "label", "params", "config", "tune"}
 

@@ -1,0 +1,70 @@
+"""The local backend: each run in a child process of its own, with `threads` torch threads and its
+output in its log file; several at once from the dispatcher's thread pool.
+
+Children are forked from a multiprocessing forkserver that has imported the package, torch and
+timm once (importing them takes about 6 s of CPU per process), so a run starts at once. They see
+the environment of the moment the forkserver started (the first run of this Python process).
+"""
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from pathlib import Path
+
+from perception_mtl.benchmark.launch.failure import Failure
+from perception_mtl.benchmark.launch.job import BAD_INPUT, BAD_INPUT_EXIT, Job, execute
+
+CONTEXT = multiprocessing.get_context("forkserver")
+CONTEXT.set_forkserver_preload(["perception_mtl.benchmark.runner"])
+
+
+def die_with_launcher() -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux's PR_SET_PDEATHSIG, which
+    Python exposes only through ctypes). The parent is the forkserver, which exits with the
+    launcher: a killed suite leaves no run training on. Elsewhere an orphaned run trains on under
+    its folder's lock, and a new launch waits for it."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+def child(job: Job, log: str) -> None:
+    """The child process: output to `log`, die with the launcher, execute `job` (exit code 2 on bad
+    input, which is not retried)."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    die_with_launcher()
+    print(f"{job.name}: process {os.getpid()}, {job.threads or 'default'} threads", flush=True)
+    try:
+        execute(job)
+    except BAD_INPUT as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(BAD_INPUT_EXIT)
+
+
+class LocalBackend:
+    def __init__(self, logs: Path):
+        self.logs = logs
+
+    def attempt(self, job: Job) -> Failure | None:
+        """Run `job` in a child process and wait for it; None when it exited 0."""
+        log = self.logs / f"{job.run.folder}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        process = CONTEXT.Process(target=child, args=(job, str(log)), name=job.name)
+        process.start()
+        process.join()
+        code = process.exitcode
+        if code == 0:
+            return None
+        if code < 0:
+            return Failure(f"killed by {signal.Signals(-code).name}", str(log), retry=True)
+        return Failure(f"exit code {code}: {last_line(log)}", str(log), retry=code != BAD_INPUT_EXIT)
+
+
+def last_line(log: Path) -> str:
+    """The last non-empty line of a log (the exception of a traceback)."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"

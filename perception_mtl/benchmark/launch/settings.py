@@ -1,0 +1,108 @@
+"""The suite's `launcher:` settings: which backend runs the runs, how many at once, with how many
+threads each, how often a failed run is retried, and the SLURM resources of one run.
+
+    launcher: {backend: local, workers: 2, threads: 1, retries: 2}
+    launcher: {backend: submitit, cluster: slurm, partition: gpu, gpus_per_run: 1, cpus_per_run: 8,
+               mem_gb: 32, timeout_min: 240, parallel: 16, slurm: {account: my_lab}}
+
+Command-line overrides (`launcher.backend=local launcher.workers=2`) go over the suite's keys.
+Unset `backend`: `sequential` where a GPU is visible (one GPU, one run at a time), else
+`DEFAULT_CPU_BACKEND` (the faster on the measured 2-core machine, README "Running suites in parallel").
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from perception_mtl.config import ConfigError
+
+BACKENDS = ("sequential", "local", "submitit")  # ray: not installed, see README "Running suites in parallel"
+CLUSTERS = ("auto", "slurm", "local")
+DEFAULT_CPU_BACKEND = "local"
+
+
+@dataclass
+class LauncherConfig:
+    backend: Optional[str] = None  # sequential | local | submitit; None: see the module docstring
+    workers: Optional[int] = None  # runs at once (local, and submitit's local executor); default cores // threads
+    threads: Optional[int] = None  # torch threads of each run; default here cores // workers (sequential: torch's
+    # own); on SLURM cpus_per_run
+    retries: int = 2  # further attempts of a failed or killed run, each resuming from its last.pt
+    cluster: str = "auto"  # submitit: auto (SLURM where `srun` exists, else local processes) | slurm | local
+    parallel: Optional[int] = None  # submitit on SLURM: jobs in the queue at once (default: every pending run)
+    partition: Optional[str] = None  # SLURM partition
+    gpus_per_run: int = 0
+    cpus_per_run: Optional[int] = None  # default: threads
+    mem_gb: Optional[float] = None
+    timeout_min: int = 60  # wall-time limit of one job (a run over it is killed, retried, and resumes)
+    slurm: dict[str, Any] = field(default_factory=dict)  # further sbatch settings by name: {account: x, qos: y}
+
+
+def cores() -> int:
+    """CPU cores this process may use (its affinity mask, as a SLURM allocation or taskset sets it)."""
+    return len(os.sched_getaffinity(0))
+
+
+def launcher_config(suite_spec: dict, overrides: list[str] | tuple[str, ...] = ()) -> LauncherConfig:
+    """Defaults <- the suite's `launcher:` <- `launcher.<key>=<value>` overrides, checked; the
+    defaults of backend, workers and threads resolved for this machine."""
+    bad = [o for o in overrides if not o.startswith("launcher.") or "=" not in o]
+    if bad:
+        raise ConfigError(f"{bad}: the command line takes launcher.<key>=<value> overrides only, e.g. "
+                          "launcher.backend=local launcher.workers=2 (other settings belong in the suite file)")
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(LauncherConfig), suite_spec.get("launcher") or {},
+                              OmegaConf.from_dotlist([o.removeprefix("launcher.") for o in overrides]))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"launcher: {str(err).splitlines()[0]}; keys: "
+                          f"{sorted(LauncherConfig.__dataclass_fields__)}") from err
+    launcher: LauncherConfig = OmegaConf.to_object(cfg)
+    if launcher.backend is None:
+        launcher.backend = "sequential" if torch.cuda.is_available() else DEFAULT_CPU_BACKEND
+    if launcher.backend not in BACKENDS:
+        raise ConfigError(f"launcher.backend={launcher.backend!r} is not valid; choose from {list(BACKENDS)} "
+                          "(ray is not supported: README 'Running suites in parallel')")
+    if launcher.cluster not in CLUSTERS:
+        raise ConfigError(f"launcher.cluster={launcher.cluster!r} is not valid; choose from {list(CLUSTERS)}")
+    for key in ("workers", "threads", "parallel", "cpus_per_run"):
+        if getattr(launcher, key) is not None and getattr(launcher, key) < 1:
+            raise ConfigError(f"launcher.{key}={getattr(launcher, key)} must be >= 1")
+    if launcher.backend == "submitit" and launcher.cluster == "slurm" and submitit_cluster(
+            LauncherConfig(cluster="auto")) != "slurm":
+        raise ConfigError("launcher.cluster=slurm, but this machine has no `srun`: submit from a SLURM login node, "
+                          "or use launcher.cluster=local (submitit's local processes) or launcher.backend=sequential")
+    if launcher.retries < 0:
+        raise ConfigError(f"launcher.retries={launcher.retries} must be >= 0")
+    n = cores()
+    if launcher.backend == "sequential":
+        if launcher.workers not in (None, 1):
+            raise ConfigError(f"launcher.workers={launcher.workers} with backend sequential: it runs one run at a "
+                              "time; use launcher.backend=local for several")
+        launcher.workers = 1
+    elif on_this_machine(launcher):
+        launcher.workers = launcher.workers or max(1, n // (launcher.threads or 1))
+        launcher.threads = launcher.threads or max(1, n // launcher.workers)
+    if on_this_machine(launcher) and launcher.workers * (launcher.threads or 1) > n:
+        raise ConfigError(f"launcher.workers={launcher.workers} x launcher.threads={launcher.threads} exceeds the "
+                          f"{n} cores here: runs would fight for them; lower one of the two")
+    return launcher
+
+
+def on_this_machine(launcher: LauncherConfig) -> bool:
+    """Whether the runs execute here (not on SLURM nodes)."""
+    return launcher.backend != "submitit" or submitit_cluster(launcher) == "local"
+
+
+def submitit_cluster(launcher: LauncherConfig) -> str:
+    """"slurm" or "local": `cluster`, with auto as submitit's AutoExecutor decides (SLURM where
+    `srun` is on the PATH)."""
+    if launcher.cluster != "auto":
+        return launcher.cluster
+    import submitit
+
+    return "slurm" if submitit.AutoExecutor.which() == "slurm" else "local"
