@@ -13,7 +13,7 @@ from cityscapesscripts.helpers.annotation import Annotation
 from cityscapesscripts.preparation.json2labelImg import createLabelImage
 from PIL import Image
 
-from perception_mtl.data.cityscapes import CityscapesDataset, DatasetError
+from perception_mtl.data.cityscapes import TIMES, WEATHERS, CityscapesDataset, DatasetError
 from perception_mtl.data.labels import DET_CLASSES, SEG_CLASSES
 from perception_mtl.data.world.generate import WorldSpec, generate, render_frame
 
@@ -105,10 +105,17 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
     assert one != other and one.keys() == other.keys()
 
 
-def test_scene_attributes_are_loaded(tiny_world):
-    sample = CityscapesDataset(tiny_world, "train", tasks=("scene",))[0]
-    attrs = json.loads((next((tiny_world / "scene" / "train").rglob("*_scene.json"))).read_text())
-    assert sample["scene"].shape == (2,) and "weather" in attrs and "timeofday" in attrs
+def test_scene_attributes_are_each_frames_json_as_indices(tiny_world):
+    """Each frame's scene target is (weather, time of day) of its own *_scene.json, as indices into
+    WEATHERS and TIMES."""
+    ds = CityscapesDataset(tiny_world, "train", tasks=("scene",))
+    attrs = {p.name.removesuffix("_scene.json"): json.loads(p.read_text())
+             for p in (tiny_world / "scene" / "train").rglob("*_scene.json")}
+    assert sorted(attrs) == sorted(ds.frame(i) for i in range(len(ds)))
+    got = [ds[i]["scene"].tolist() for i in range(len(ds))]
+    assert got == [[WEATHERS.index(attrs[ds.frame(i)]["weather"]), TIMES.index(attrs[ds.frame(i)]["timeofday"])]
+                   for i in range(len(ds))]
+    assert len({tuple(g) for g in got}) > 1  # the frames differ, so one frame's answer for all would fail
 
 
 def test_missing_root_shows_layout_and_command(tmp_path):
