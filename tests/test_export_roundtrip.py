@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from perception_mtl.data.cityscapes import CityscapesDataset
 from perception_mtl.data.collate import collate
-from perception_mtl.config import load_config
+from perception_mtl.engine.builders import load_config
 from perception_mtl.engine.export import PredictionWriter
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.depth import DepthMetric, depth_errors
@@ -106,13 +106,15 @@ def test_evaluate_cli_writes_metrics_and_prediction_files(tiny_world, tmp_path):
     from perception_mtl.engine.trainer import Trainer
     from helpers import tiny_config
 
-    Trainer(tiny_config(tiny_world, tmp_path / "run", "train.steps=2", "train.checkpoint_every=2")).fit()
+    trained = Trainer(tiny_config(tiny_world, tmp_path / "run", "train.steps=2", "train.checkpoint_every=2")).fit()
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), "--checkpoint",
                            str(tmp_path / "run" / "last.pt"), "--save-predictions", str(tmp_path / "pred")],
                           capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "run" / "eval_val.json").read_text())
-    assert "seg/mIoU" in result and "det/mAP" in result and "depth/delta1" in result
+    assert {"seg/mIoU", "det/mAP", "depth/delta1"} <= set(trained) and result["step"] == 2
+    # the CLI re-evaluates the saved weights: the trainer's own evaluation after its last step
+    assert {k: result[k] for k in trained} == pytest.approx(trained, rel=1e-5, abs=1e-7)
     assert len(list((tmp_path / "pred" / "semantic").glob("*.png"))) == 3
     assert len(list((tmp_path / "pred" / "depth").glob("*.png"))) == 3
     assert (tmp_path / "pred" / "detections.json").exists() and (tmp_path / "pred" / "detections_gt.json").exists()
