@@ -21,6 +21,7 @@ from perception_mtl.data.world.render import camera_normals
 from perception_mtl.engine.evaluator import evaluate_parts
 from perception_mtl.engine.export import PredictionWriter
 from perception_mtl.engine.trainer import Trainer
+from perception_mtl.metric_key import MetricKey
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task
 from perception_mtl.tasks.normals import Normals, NormalsMetric, read_normals
@@ -113,3 +114,16 @@ def test_prediction_writer_writes_only_tasks_with_an_exporter(tiny_world, tmp_pa
     cfg = tiny_config(tiny_world, tmp_path, "tasks=[scene,normals]")
     writer = PredictionWriter(tmp_path / "out", {t: TASKS.get(t)(cfg) for t in cfg.tasks})
     assert list(writer.exporters) == ["normals"]
+
+
+@pytest.mark.parametrize("text,key", [("seg/mIoU", MetricKey("seg", "mIoU")),
+                                      ("seg/mIoU@kitti", MetricKey("seg", "mIoU", "kitti")),
+                                      ("normals/within_11.25", MetricKey("normals", "within_11.25"))])
+def test_metric_keys_parse_and_print_in_one_place(text, key):
+    assert MetricKey.parse(text) == key and str(key) == text
+
+
+@pytest.mark.parametrize("text", ["mIoU", "/mIoU", "seg/"])
+def test_a_malformed_metric_key_is_named(text):
+    with pytest.raises(ValueError, match="is not '<task>/<metric>"):
+        MetricKey.parse(text)

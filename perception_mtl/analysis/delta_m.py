@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from perception_mtl.metric_key import MetricKey
+
 
 def relative_change(value: float, baseline: float, higher_is_better: bool) -> float:
     """Signed relative change in % (positive = worse); NaN when the baseline is 0."""

@@ -13,6 +13,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from perception_mtl.metric_key import MetricKey
+
 FIELDS = ("run", "kind", "method", "seed", "tasks", "metrics", "directions", "params", "train_time_s",
           "latency_ms", "steps")
 
@@ -58,8 +60,8 @@ def delta_metrics(spec: dict, records: list[dict]) -> dict[str, list[str]]:
     chosen: dict[str, list[str]] = {}
     for record in records:
         for key in record["metrics"]:
-            task, name = key.split("/", 1)
-            if name not in chosen.setdefault(task, []):
-                chosen[task].append(name)
+            k = MetricKey.parse(key)
+            if k.qualified_metric not in chosen.setdefault(k.task, []):
+                chosen[k.task].append(k.qualified_metric)
     return chosen
 

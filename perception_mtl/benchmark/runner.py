@@ -39,6 +39,8 @@ from perception_mtl.data.files import DatasetError
 from perception_mtl.data.world.generate import WorldSpec, generate
 from perception_mtl.engine.checkpoint_eval import evaluate_checkpoint, open_checkpoint
 from perception_mtl.engine.trainer import Trainer
+from perception_mtl.metric_key import MetricKey
+from perception_mtl.tasks import TASKS
 
 
 def ensure_world(suite: Suite) -> None:
@@ -112,7 +114,7 @@ def train_run(suite: Suite, run: Run, results_dir: Path) -> dict:
         "tasks": [t for t in cfg.tasks if t not in cfg.aux_tasks], "aux_tasks": list(cfg.aux_tasks),
         "metrics": metrics, "sweep": run.sweep, **({"tune": run.tune} if run.tune else {}),
         "balancer": {"name": cfg.balancer.name, "params": OmegaConf.to_container(cfg.balancer.params, resolve=True)},
-        "directions": {k: trainer.tasks[k.split("/")[0]].directions[k.split("/", 1)[1].split("@")[0]] for k in metrics},
+        "directions": {k: trainer.tasks[(m := MetricKey.parse(k)).task].directions[m.metric] for k in metrics},
         "params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "train_time_s": trainer.train_time,
         "latency_ms": latency_ms(trainer.model, tuple(cfg.data.size)),
@@ -154,8 +156,9 @@ def has_test(record: dict, test: dict) -> bool:
 
 
 def headline(metrics: dict[str, float]) -> str:
+    """The key metrics (`Task.key_metrics`) of a run's results, for its progress line."""
     return ", ".join(f"{key} {value:.3f}" for key, value in metrics.items()
-                     if key.split("/")[1] in ("mAP50", "mIoU", "abs_rel", "delta1", "mse"))
+                     if (k := MetricKey.parse(key)).metric in TASKS.get(k.task).dashboard_metrics())
 
 
 class RunsFailed(RuntimeError):

@@ -43,11 +43,6 @@ def parts(cfg: DictConfig) -> list[Part]:
     return found
 
 
-def metric_key(task: str, metric: str, part: str, shared: bool) -> str:
-    """"<task>/<metric>", or "<task>/<metric>@<part>" when several parts evaluate the task."""
-    return f"{task}/{metric}@{part}" if shared else f"{task}/{metric}"
-
-
 def train_set(cfg: DictConfig) -> tuple[Dataset, torch.Tensor | None]:
     """-> (the training frames, per-frame sampling weights (N,) or None for uniform)."""
     found = parts(cfg)

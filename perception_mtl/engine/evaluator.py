@@ -12,6 +12,7 @@ from tqdm import tqdm
 from perception_mtl import distributed
 from perception_mtl.data.collate import move_batch
 from perception_mtl.engine.export import PredictionWriter
+from perception_mtl.metric_key import MetricKey
 from perception_mtl.tasks.base import Task
 
 
@@ -66,8 +67,6 @@ def evaluate_parts(model: torch.nn.Module, tasks: dict[str, Task], loaders: dict
     """`evaluate` on each dataset of the run (`perception_mtl.data.build.val_loaders`) with its
     own tasks; a task evaluated on several datasets gets one key per dataset,
     "<task>/<metric>@<dataset>". Predictions go to `save_dir`, or `save_dir/<dataset>` for a mix."""
-    from perception_mtl.data.build import metric_key
-
     results, first = {}, None
     seen = [t for _, part_tasks in loaders.values() for t in part_tasks]
     for name, (loader, part_tasks) in loaders.items():
@@ -76,6 +75,6 @@ def evaluate_parts(model: torch.nn.Module, tasks: dict[str, Task], loaders: dict
                                   progress, keep_first and first is None)
         first = first or shown
         for key, value in metrics.items():
-            task, metric = key.split("/", 1)
-            results[metric_key(task, metric, name, seen.count(task) > 1)] = value
+            k = MetricKey.parse(key)
+            results[str(MetricKey(k.task, k.metric, name if seen.count(k.task) > 1 else None))] = value
     return results, first

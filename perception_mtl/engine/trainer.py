@@ -27,6 +27,7 @@ from perception_mtl.engine.evaluator import evaluate_parts
 from perception_mtl.engine.early_stopping import TaskEarlyStopping
 from perception_mtl.engine.nonfinite import NonFiniteGradientError, NonFiniteLossError, nonfinite_gradients
 from perception_mtl.engine.schedule import TaskSchedule
+from perception_mtl.metric_key import MetricKey
 from perception_mtl.tracking.local import LocalLogger
 from perception_mtl.tracking.media import media_panels
 from perception_mtl.tracking.plots import plot_run
@@ -270,8 +271,8 @@ class Trainer:
                 self.log({f"train/event/stopped/{t}": float(self.step)})
         key = self.cfg.train.best_metric
         if key in results:
-            task, name = key.split("/", 1)
-            score = results[key] if self.tasks[task].directions[name.split("@")[0]] else -results[key]
+            k = MetricKey.parse(key)
+            score = results[key] if self.tasks[k.task].directions[k.metric] else -results[key]
             if score > self.best:
                 self.best = score
                 self.save("best.pt", WEIGHTS_ONLY)

@@ -15,6 +15,7 @@ from pathlib import Path
 import wandb
 
 from perception_mtl.config import ConfigError
+from perception_mtl.metric_key import MetricKey
 from perception_mtl.tasks import TASKS
 from perception_mtl.tracking.wandb import resolve_mode
 
@@ -44,8 +45,8 @@ def key_metrics(tasks: list[str]) -> list[str]:
 
 def higher_is_better(key: str) -> bool:
     """Direction of `val/<task>/<metric>`, as its task declares it."""
-    _, task, metric = key.split("/", 2)
-    return TASKS.get(task).directions[metric]
+    k = MetricKey.parse(key.removeprefix("val/"))
+    return TASKS.get(k.task).directions[k.metric]
 
 
 def build_workspace(project: str, entity: str | None, name: str, tasks: list[str],
