@@ -40,6 +40,16 @@ def original_message(err: BaseException) -> str:
     return text[at + len(marker):].strip() if at >= 0 else text.strip().splitlines()[-1]
 
 
+def close_progress_bars() -> None:
+    """Close the tqdm bars an exception left open, so that the message starts on a line of its own
+    and is the last thing printed (a bar closed later, when collected, would print itself again).
+    tqdm has no public list of open bars; `tqdm._instances` is the set its own `write` uses."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def exits_2_on_bad_input(main: F) -> F:
     """Decorate a tool's `main`: a bad-input exception anywhere inside it becomes its message on
     stderr, "<kind> error: <message>", and exit code 2."""
@@ -52,6 +62,7 @@ def exits_2_on_bad_input(main: F) -> F:
             label = next((word for kind, word in bad_input_labels().items() if isinstance(err, kind)), None)
             if label is None:
                 raise
+            close_progress_bars()
             print(f"{label}: {original_message(err)}", file=sys.stderr)
             raise SystemExit(2) from None
 

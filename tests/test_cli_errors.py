@@ -20,7 +20,7 @@ CASES = [  # tool, arguments, what the message must say
     ("train", ["--bogus"], "unrecognized arguments"),
     ("train", ["train.device=gpu"], "choose from auto, cpu, cuda, cuda:N"),
     ("evaluate", ["--checkpoint", f"{NOWHERE}/last.pt"], "no checkpoint at"),
-    ("evaluate", ["--checkpoint", "{garbage}"], "delete it"),
+    ("evaluate", ["--checkpoint", "{garbage}"], "is unreadable (UnpicklingError: invalid load key"),
     ("evaluate", ["--checkpoint", "{garbage}", "--limit", "many"], "invalid int value"),
     ("benchmark", ["--suite", f"{NOWHERE}/suite.yaml"], "no suite file"),
     ("benchmark", ["--suite", "{bad_suite}"], "balancer.name='nope' is not valid; choose from"),

@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("wandb_workspaces")
 
+from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.tracking import dashboard  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,9 +67,14 @@ def test_export_without_key_writes_spec(wandb_env, tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE")
     workspace = dashboard.build_workspace("p", None, "bench", TASKS)
     out = tmp_path / "out" / "ws.json"
-    message = dashboard.save_or_export(workspace, out)
+    message = dashboard.save_or_export(workspace, out, online=False)
     assert json.loads(out.read_text()) == json.loads(dashboard.spec_json(workspace))
     assert "not saved" in message and "--online" in message and "WANDB_API_KEY" in message
+    with pytest.raises(ConfigError, match="--online needs a W&B API key and none is configured"):
+        dashboard.save_or_export(workspace, out, online=True)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.raises(ConfigError, match="--online, but WANDB_MODE=offline"):
+        dashboard.save_or_export(workspace, out, online=True)
 
 
 def test_online_path_saves_and_fills_entity(wandb_env, tmp_path, monkeypatch):
@@ -99,6 +105,14 @@ def test_cli_writes_spec(wandb_env, tmp_path):
                           capture_output=True, text=True, env=dict(os.environ), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "train/grad/cos/det-seg" in out.read_text() and str(out) in proc.stdout
+
+
+def test_cli_online_without_a_key_exits_2_saying_so(wandb_env, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "wandb_dashboard.py"), "--project", "p", "--online",
+                           "--out", str(tmp_path / "ws.json")], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--online needs a W&B API key and none is configured" in proc.stderr, proc.stderr
 
 
 def test_missing_package_names_pip_command(monkeypatch):

@@ -259,3 +259,21 @@ def test_offline_wandb_run_holds_the_table(results, tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     write_leaderboard(results, "offline")
     assert list((results / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_rebuilding_the_leaderboard_opens_no_new_wandb_run(results, tmp_path, monkeypatch):
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    write_leaderboard(results, "offline")
+    first = json.loads((results / "wandb" / "leaderboard_run.json").read_text())
+    write_leaderboard(results, "offline")  # same table: nothing logged, no run opened
+    assert len(list((results / "wandb").glob("offline-run-*"))) == 1
+    assert json.loads((results / "wandb" / "leaderboard_run.json").read_text()) == first
+    _write(results, "D", ["det", "seg", "depth"], 0, {"det/mAP50": 0.41, "seg/mIoU": 0.5, "seg/pixel_acc": 0.8,
+                                                      "depth/abs_rel": 0.2})
+    write_leaderboard(results, "offline")  # a new table: the same run, its next step
+    second = json.loads((results / "wandb" / "leaderboard_run.json").read_text())
+    assert (second["id"], second["step"]) == (first["id"], first["step"] + 1) and second["digest"] != first["digest"]
+    assert {p.name.rsplit("-", 1)[-1] for p in (results / "wandb").glob("offline-run-*")} == {first["id"]}

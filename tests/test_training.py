@@ -99,7 +99,7 @@ def test_nonfinite_loss_is_named_or_skipped(tiny_world, tmp_path, monkeypatch):
 @pytest.mark.parametrize("override, expected", [
     ("train.stepz=3", "unknown key 'train.stepz'"),
     ("balancer.name=nope", "balancer.name='nope' is not valid; choose from"),
-    ("train.steps=abc", "bad value for 'train.steps'"),
+    ("train.steps=abc", "train.steps must be int, got 'abc'"),
     ("model.backbone=resnet_nope", "is not a timm model"),
     ("tasks=[det,flow]", "tasks='flow' is not valid; choose from ['depth', 'det', 'drivable', 'edges', 'noise', 'scene', 'seg']"),
 ])

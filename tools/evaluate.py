@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perception_mtl.config import ConfigError  # noqa: E402
-from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
+from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 
 
+@exits_2_on_bad_input
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="last.pt or best.pt of a run")
@@ -28,14 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, help="evaluate only the first N frames")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the run's config (e.g. data.root=...)")
     args = p.parse_args(argv)
-    if not Path(args.checkpoint).is_file():
-        p.exit(2, f"error: no checkpoint at {args.checkpoint}\n")
     from perception_mtl.engine.checkpoint_eval import evaluate_checkpoint, open_checkpoint
 
-    try:
-        opened = open_checkpoint(args.checkpoint, args.split, args.limit, args.overrides)
-    except (ConfigError, DatasetError, RuntimeError) as err:
-        p.exit(2, f"error: {err}\n")
+    opened = open_checkpoint(args.checkpoint, args.split, args.limit, args.overrides)
     cfg, state = opened.cfg, opened.state
     start = time.perf_counter()
     metrics = evaluate_checkpoint(opened, args.save_predictions)

@@ -18,9 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perception_mtl.analysis.results import ResultsError  # noqa: E402
+from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 
 
+@exits_2_on_bad_input
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results_dir", help="a benchmark output folder, e.g. runs/benchmark/smoke")
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         paths = write_leaderboard(args.results_dir, args.wandb_mode)
-    except (FileNotFoundError, ResultsError) as err:
+    except FileNotFoundError as err:  # no results: the message says how to make them
         p.exit(2, f"error: {err}\n")
     print(paths["md"].read_text())
     print("written:\n" + "\n".join(f"  {path}" for path in paths.values()))

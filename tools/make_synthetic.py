@@ -11,9 +11,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 from perception_mtl.data.world.generate import WorldSpec, generate  # noqa: E402
 
 
+@exits_2_on_bad_input
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="dataset root to write (Cityscapes layout)")
