@@ -22,6 +22,7 @@ from pathlib import Path
 from perception_mtl.analysis.delta_m import (baselines, delta_m_flat, delta_m_per_task, metric_changes,
                                              task_changes)
 from perception_mtl.analysis.label_efficiency import plot_label_efficiency
+from perception_mtl.analysis.missing import missing_notes
 from perception_mtl.analysis.paired import mean_interval, paired_differences
 from perception_mtl.analysis.ranking import concordance, seed_ranks, tied_ranks
 from perception_mtl.analysis.render import (numeric_table, plot_delta_m, plot_pareto, transfer_html, write_csv,
@@ -29,6 +30,7 @@ from perception_mtl.analysis.render import (numeric_table, plot_delta_m, plot_pa
 from perception_mtl.analysis.reported import reported, split_words
 from perception_mtl.analysis.tuning import UNTUNED
 from perception_mtl.balancing import BALANCERS, balancer_variant
+from perception_mtl.metric_key import MetricKey
 
 Stat = tuple[float, float]  # (mean, std) over seeds; NaN where undefined
 MAKE_RESULTS = "python tools/benchmark.py --suite configs/benchmark/smoke.yaml"
@@ -115,7 +117,8 @@ def aux_metrics(records: list[dict], chosen: dict[str, list[str]]) -> dict[str, 
     shown: dict[str, list[str]] = {}
     for record in records:
         for key in record["metrics"]:
-            task, name = key.split("/", 1)
+            k = MetricKey.parse(key)
+            task, name = k.task, k.qualified_metric
             if task in record.get("aux_tasks", ()) and task not in chosen and name not in shown.setdefault(task, []):
                 shown[task].append(name)
     return shown
@@ -208,14 +211,14 @@ def log_wandb_table(results_dir: Path, columns: list[str], data: list[list], spe
     from perception_mtl.config import WandbConfig
     from perception_mtl.tracking.wandb import WandbLogger
 
-    suite_wandb = spec.get("wandb") or {}
-    cfg = WandbConfig(mode=mode, group=spec.get("name", results_dir.name), tags=["leaderboard"],
-                      **{k: suite_wandb[k] for k in ("project", "entity") if suite_wandb.get(k)})
     record = results_dir / "wandb" / "leaderboard_run.json"
     last = json.loads(record.read_text()) if record.exists() else {}
     digest = hashlib.sha256(json.dumps([mode, columns, data], default=str).encode()).hexdigest()
     if last.get("digest") == digest:
         return False
+    suite_wandb = spec.get("wandb") or {}
+    cfg = WandbConfig(mode=mode, group=spec.get("name", results_dir.name), tags=["leaderboard"],
+                      **{k: suite_wandb[k] for k in ("project", "entity") if suite_wandb.get(k)})
     logger = WandbLogger(cfg, str(results_dir), config={"results_dir": str(results_dir), "job": "leaderboard"},
                          resume_id=last.get("id"))
     if logger.run is None:
@@ -230,12 +233,12 @@ def log_wandb_table(results_dir: Path, columns: list[str], data: list[list], spe
     logger.log({"leaderboard": table}, step=step)
     logged = logger.run is not None
     logger.finish()
-    return logged
-
-
     if logged:
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"id": logger.run_id, "step": step, "digest": digest}))
+    return logged
+
+
 def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) -> dict[str, Path]:
     """Write leaderboard.{md,csv,html}, pareto.png and delta_m.png into `results_dir` (the page
     embeds transfer_report.md and its figures when the folder has them), log the
@@ -254,7 +257,7 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
     aux = aux_metrics(records, rep.chosen)
     chosen = {**rep.chosen, **aux}
     rows, notes = build_rows(records, chosen)
-    notes = rep.notes + notes
+    notes = missing_notes(results_dir) + rep.notes + notes
     if {r["tuned"] == UNTUNED for r in rows} == {True, False}:
         notes.append("only rows marked in the tuned column had a hyperparameter search (on val, budget shown); "
                      "the others ran with the suite's settings as given")
