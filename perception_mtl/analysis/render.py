@@ -136,16 +136,17 @@ document.querySelectorAll("table.leaderboard th").forEach((th, col) => th.addEve
   }).forEach(r => body.appendChild(r));
 }));
 </script>"""
-# Fits 1400 px without horizontal scrolling: headers and the text columns (variant, tuned) wrap,
-# numbers do not.
+# Fits 1400 px without horizontal scrolling: headers (at spaces and after "/") and the text columns
+# (variant, tuned) wrap, numbers do not.
 STYLE = """<style>
 body{font-family:system-ui,sans-serif;margin:1em;color:#222}table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #ccc;padding:3px 5px;text-align:right;white-space:nowrap}
-th{cursor:pointer;background:#f0f0f0;user-select:none;white-space:normal;overflow-wrap:anywhere;vertical-align:bottom}
-td:nth-child(2){text-align:left}td:nth-child(4),td:nth-child(5){white-space:normal;min-width:7em;text-align:left}
+th{cursor:pointer;background:#f0f0f0;user-select:none;white-space:normal;vertical-align:bottom}
+table.leaderboard td:nth-child(2){text-align:left}
+table.leaderboard td:nth-child(4),table.leaderboard td:nth-child(5){white-space:normal;min-width:7em;text-align:left}
 table.leaderboard th[data-order=asc]::after{content:" ▲"}table.leaderboard th[data-order=desc]::after{content:" ▼"}
 tr.stl{color:#666;background:#fafafa}img{max-width:100%;margin-top:1em}
-section.transfer th{cursor:auto}section.transfer td:first-child{text-align:left}
+section.transfer th{cursor:auto}section.transfer td:first-child,section.transfer td:nth-child(2){text-align:left}
 </style>"""
 
 
@@ -184,8 +185,8 @@ def write_html(rows: list[dict], keys: list[str], directions: dict[str, bool], n
                figures: list[Path], path: Path, transfer: str = "") -> None:
     """One offline file: inline CSS, the sorting script, the figures as data URIs, then the
     `transfer` section (`transfer_html`)."""
-    head = "".join(f'<th data-first="{"desc" if up else "asc"}">{html.escape(h)}</th>'
-                   for h, up in columns(keys, directions))
+    head = "".join(f'<th data-first="{"desc" if up else "asc"}">{html.escape(h).replace("/", "/<wbr>")}</th>'
+                   for h, up in columns(keys, directions))  # <wbr>: a long metric name may break after "/"
     body = "\n".join(f'<tr class="{r["kind"]}">' + "".join(_td(c) for c in cells(r, keys)) + "</tr>" for r in rows)
     notes_html = f"<p>Notes:</p><ul>{''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>" if notes else ""
     images = "".join(f'<img alt="{f.stem}" src="{_data_uri(f)}">' for f in figures)
