@@ -1,11 +1,12 @@
-"""Typed configuration: dataclass schema, OmegaConf merge (defaults <- file <- key=value), checks.
+"""Typed configuration: dataclass schema and OmegaConf merge (defaults <- file <- key=value).
 
-Every key a user may set is declared here; `load_config` rejects unknown keys and bad values
-before any work starts, with a message that lists the valid choices.
+Every key a user may set is declared here; `merge_config` rejects unknown keys and values of the
+wrong type, with a message that lists what is valid. A leaf of the package: the checks that need
+the registries (tasks, datasets, balancers, ...) or timm are `engine/builders.py`'s `check`, and
+`engine.builders.load_config` is `merge_config` followed by them: load configs through it.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -174,11 +175,11 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def load_config(file: str | Path | None = None, overrides: list[str] | None = None,
-                defaults: str | Path | None = DEFAULTS, base: Any = None) -> DictConfig:
+def merge_config(file: str | Path | None = None, overrides: list[str] | None = None,
+                 defaults: str | Path | None = DEFAULTS, base: Any = None) -> DictConfig:
     """Merge the schema <- `base` (e.g. a checkpoint's config) <- `defaults` <-
-    configs/balancer/<name>.yaml (next to `defaults`) <- `file` <- `overrides` (key=value), and
-    validate."""
+    configs/balancer/<name>.yaml (next to `defaults`) <- `file` <- `overrides` (key=value); only
+    the schema's types are checked (`engine.builders.load_config` adds the other checks)."""
     sources: list[tuple[str, Any]] = [("saved config", base)] if base is not None else []
     if defaults is not None and Path(defaults).exists():
         sources.append((str(defaults), OmegaConf.load(defaults)))
@@ -201,7 +202,6 @@ def load_config(file: str | Path | None = None, overrides: list[str] | None = No
         if method.exists():
             at = len(sources) - len(overrides or []) - (file is not None)
             cfg = _merge(sources[:at] + [(str(method), OmegaConf.load(method))] + sources[at:])
-    validate(cfg)
     return cfg
 
 
@@ -233,111 +233,3 @@ def _merge(sources: list[tuple[str, Any]]) -> DictConfig:
             raise ConfigError(f"{name}: a value has the wrong shape ({err}); see the key's type in "
                               "perception_mtl/config.py") from err
     return cfg
-
-
-def validate_data(cfg: DictConfig, choice) -> None:
-    """Checks of `data.dataset`, `data.mix`, `data.drop_labels` and the loader options."""
-    from perception_mtl.data import DATASETS
-    from perception_mtl.tasks import TASKS
-
-    choice("data.dataset", cfg.data.dataset, DATASETS.names())
-    choice("data.on_bad_label", cfg.data.on_bad_label, ["error", "skip"])
-    choice("data.depth_crop", cfg.data.depth_crop, [None, "garg", "eigen"])
-    for task, fraction in cfg.data.drop_labels.items():
-        choice("data.drop_labels", task, TASKS.names())  # a task the run does not train is ignored
-        if not 0 <= fraction <= 1:
-            raise ConfigError(f"data.drop_labels.{task}={fraction} must be in [0, 1] (the fraction of frames "
-                              "whose labels are removed)")
-    names = []
-    for k, entry in enumerate(cfg.data.mix):
-        choice(f"data.mix[{k}].dataset", entry.dataset, DATASETS.names())
-        if OmegaConf.is_missing(entry, "root"):
-            raise ConfigError(f"data.mix[{k}] ({entry.dataset}) has no root; give each entry its folder, e.g. "
-                              "{dataset: kitti, root: datasets/kitti, tasks: [det]}")
-        for task in entry.tasks:
-            choice(f"data.mix[{k}].tasks", task, list(cfg.tasks))
-        if not entry.weight > 0:
-            raise ConfigError(f"data.mix[{k}].weight={entry.weight} must be > 0")
-        names.append(entry.name or entry.dataset)
-    if len(set(names)) < len(names):
-        raise ConfigError(f"data.mix names {names} repeat; give entries of the same dataset a `name`")
-    served = {t for entry in cfg.data.mix for t in (entry.tasks or cfg.tasks)}
-    if cfg.data.mix and set(cfg.tasks) - served:
-        raise ConfigError(f"tasks {sorted(set(cfg.tasks) - served)} have no dataset in data.mix; add them to an "
-                          "entry's tasks or drop them from tasks")
-
-
-def validate(cfg: DictConfig) -> None:
-    """Check choices that types alone cannot express."""
-    from perception_mtl.balancing import BALANCERS, build_balancer
-    from perception_mtl.tasks import TASKS
-
-    def choice(key: str, value: Any, valid: list) -> None:
-        if value not in valid:
-            raise ConfigError(f"{key}={value!r} is not valid; choose from {valid}")
-
-    for task in cfg.tasks:
-        choice("tasks", task, TASKS.names())
-    if not cfg.tasks:
-        raise ConfigError(f"tasks is empty; choose some of {TASKS.names()}")
-    choice("balancer.name", cfg.balancer.name, BALANCERS.names())
-    try:
-        build_balancer(cfg.balancer.name, list(cfg.tasks), OmegaConf.to_container(cfg.balancer.params))
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"balancer.params: {err}") from err
-    choice("model.branch", cfg.model.branch, ["neck", "backbone"])
-    from perception_mtl.models import SHARING
-
-    choice("model.sharing", cfg.model.sharing, list(SHARING))
-    choice("model.soft.penalty", cfg.model.soft.penalty, ["params", "features"])
-    if cfg.model.sharing != "hard" and cfg.balancer.params.get("space") == "representation":
-        raise ConfigError(f"balancer.params.space=representation needs one representation shared by all tasks; "
-                          f"model.sharing={cfg.model.sharing} has none: use balancer.params.space=parameter")
-    choice("data.seg_classes", cfg.data.seg_classes, [7, 19])
-    choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])
-    for task, factor in cfg.train.loss_scale.items():
-        choice("train.loss_scale", task, TASKS.names())  # a task the run does not train is ignored
-        if not factor > 0:
-            raise ConfigError(f"train.loss_scale.{task}={factor} must be > 0 (the factor on {task}'s loss)")
-    from perception_mtl.engine.schedule import SCHEDULES
-
-    choice("train.schedule", cfg.train.schedule, list(SCHEDULES))
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
-        raise ConfigError(f"train.device={cfg.train.device!r} is not valid; choose from auto, cpu, cuda, cuda:N")
-    for task in cfg.aux_tasks:
-        choice("aux_tasks", task, list(cfg.tasks))
-    if cfg.aux_tasks and set(cfg.aux_tasks) == set(cfg.tasks):
-        raise ConfigError(f"aux_tasks={list(cfg.aux_tasks)} leaves no main task; list fewer auxiliary tasks")
-    validate_data(cfg, choice)
-    if not 0 < cfg.data.train_fraction <= 1:
-        raise ConfigError(f"data.train_fraction={cfg.data.train_fraction} must be in (0, 1]")
-    choice("wandb.mode", cfg.wandb.mode, [None, "online", "offline", "disabled"])
-    if len(cfg.data.size) != 2 or min(cfg.data.size) < 32 or any(s % 32 for s in cfg.data.size):
-        raise ConfigError(f"data.size={list(cfg.data.size)} must be [H, W], multiples of 32")
-    for key in ("steps", "batch_size", "eval_every", "log_every", "checkpoint_every"):
-        if cfg.train[key] < 1:
-            raise ConfigError(f"train.{key} must be >= 1, got {cfg.train[key]}")
-    validate_model(cfg, choice)
-
-
-def validate_model(cfg: DictConfig, choice) -> None:
-    """Checks of the backbone, its weights and freezing."""
-    import timm
-
-    from perception_mtl.models.weights import PACKAGED
-
-    if not timm.is_model(cfg.model.backbone):
-        raise ConfigError(f"model.backbone={cfg.model.backbone!r} is not a timm model; "
-                          f"see timm.list_models(), e.g. resnet18, efficientnet_b0, convnext_atto, test_resnet")
-    choice("model.weights", cfg.model.weights, [None, "imagenet"])
-    if cfg.model.weights == "imagenet" and cfg.model.backbone not in PACKAGED:
-        raise ConfigError(f"model.weights=imagenet: no packaged weights for model.backbone={cfg.model.backbone!r}; "
-                          f"backbones with packaged weights: {sorted(PACKAGED)}. Add model.weights=null to start "
-                          "from random weights, or use model.pretrained_path=FILE for a local timm checkpoint")
-    if cfg.model.weights is not None and (cfg.model.pretrained or cfg.model.pretrained_path):
-        raise ConfigError("model.weights, model.pretrained and model.pretrained_path are three sources of weights; "
-                          "set one")
-    if cfg.model.freeze_at < 0:
-        raise ConfigError(f"model.freeze_at={cfg.model.freeze_at} must be >= 0 (0: nothing frozen)")
-    if not cfg.optim.backbone_lr_mult >= 0:
-        raise ConfigError(f"optim.backbone_lr_mult={cfg.optim.backbone_lr_mult} must be >= 0")

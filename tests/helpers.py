@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from perception_mtl.config import load_config
+from perception_mtl.engine.builders import load_config
 
 TINY_TRAIN = [
     "model.backbone=test_resnet", "model.weights=null", "data.size=[64,128]", "data.workers=0", "data.hflip=0.5",

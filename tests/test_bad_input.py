@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from PIL import Image
 
-from perception_mtl.config import Config, ConfigError, _valid_keys, load_config
+from perception_mtl.config import Config, ConfigError, _valid_keys
 from perception_mtl.data.cityscapes import TIMES, WEATHERS, CityscapesDataset, DatasetError
 from perception_mtl.data.labels import DET_CLASSES
+from perception_mtl.engine.builders import load_config
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEYS = _valid_keys(OmegaConf.structured(Config))

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from perception_mtl.config import load_config
 from perception_mtl.data import DATASETS, files
 from perception_mtl.data.bdd100k import BDD100KDataset
 from perception_mtl.data.cityscapes import CityscapesDataset, DatasetError
 from perception_mtl.data.collate import collate
 from perception_mtl.data.labels import DET_CLASSES, IGNORE
+from perception_mtl.engine.builders import load_config
 from perception_mtl.engine.export import PredictionWriter
 from perception_mtl.tasks import TASKS
 from tests.helpers import TINY_TRAIN

@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from perception_mtl.config import load_config
 from perception_mtl.data import DATASETS
 from perception_mtl.data.cityscapes import DatasetError
 from perception_mtl.data.collate import collate
 from perception_mtl.data.kitti import KittiDataset
 from perception_mtl.data.kitti_labels import DEFAULT_CLASS_MAP, parse_label_line
 from perception_mtl.data.labels import DET_CLASSES, IGNORE
+from perception_mtl.engine.builders import load_config
 from tests.helpers import TINY_TRAIN
 
 H, W = 40, 130

@@ -4,9 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from perception_mtl.config import load_config
 from perception_mtl.data.labels import DET_CLASSES
-from perception_mtl.engine.builders import build_model, build_tasks
+from perception_mtl.engine.builders import build_model, build_tasks, load_config
 from perception_mtl.models.backbone import Backbone
 
 

@@ -10,7 +10,8 @@ import timm
 import torch
 from PIL import Image
 
-from perception_mtl.config import ConfigError, load_config
+from perception_mtl.config import ConfigError
+from perception_mtl.engine.builders import load_config
 from perception_mtl.engine.trainer import Trainer
 from perception_mtl.models.backbone import Backbone
 from perception_mtl.models.weights import PACKAGED, WeightsError, imagenet_state_dict, load_imagenet

@@ -41,9 +41,10 @@ from tqdm import tqdm  # noqa: E402
 from perception_mtl.balancing import BALANCERS, balancer_spaces, build_balancer  # noqa: E402
 from perception_mtl.balancing.gradients import representation  # noqa: E402
 from perception_mtl.balancing.scale import scale_safe  # noqa: E402
-from perception_mtl.config import ConfigError, load_config  # noqa: E402
+from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
 from perception_mtl.data.collate import collate  # noqa: E402
+from perception_mtl.engine.builders import load_config  # noqa: E402
 from perception_mtl.engine.trainer import Trainer  # noqa: E402
 
 ORDER = ["loss", "representation", "parameter"]

@@ -22,9 +22,10 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from perception_mtl.benchmark.runner import latency_ms  # noqa: E402
-from perception_mtl.config import ConfigError, load_config  # noqa: E402
+from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
 from perception_mtl.data.collate import collate  # noqa: E402
+from perception_mtl.engine.builders import load_config  # noqa: E402
 from perception_mtl.engine.trainer import Trainer  # noqa: E402
 from perception_mtl.models import SHARING  # noqa: E402
 

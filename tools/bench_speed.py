@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
-from perception_mtl.config import ConfigError, load_config  # noqa: E402
+from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.files import DatasetError  # noqa: E402
+from perception_mtl.engine.builders import load_config  # noqa: E402
 from perception_mtl.engine.evaluator import evaluate_parts  # noqa: E402
 from perception_mtl.engine.trainer import Trainer  # noqa: E402
 

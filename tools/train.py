@@ -17,8 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perception_mtl.config import ConfigError, load_config  # noqa: E402
+from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
+from perception_mtl.engine.builders import load_config  # noqa: E402
 from perception_mtl.models.weights import WeightsError  # noqa: E402
 
 

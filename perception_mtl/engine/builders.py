@@ -1,23 +1,140 @@
-"""The run's parts from its config: the one place that turns a config into tasks, a model, a
-balancer and data, so the trainer, checkpoint evaluation, the benchmark runner and the tools
-build alike. The layers below never build from a whole config: a model receives its heads
-(`models.build_model(cfg, heads)`), a balancer its name, tasks and parameters.
+"""The run's parts from its config, and the checks a config must pass to build them: the one place
+that turns a config into tasks, a model, a balancer and data, so the trainer, checkpoint
+evaluation, the benchmark runner and the tools load and build alike. The layers below never see a
+whole config to build from: a model receives its heads (`models.build_model(cfg, heads)`), a
+balancer its name, tasks and parameters; config.py is the schema and the merge only.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
+import timm
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from perception_mtl import models
-from perception_mtl.balancing import build_balancer as balancer_by_name
+from perception_mtl.balancing import BALANCERS, build_balancer as balancer_by_name
 from perception_mtl.balancing.base import Balancer
+from perception_mtl.config import ConfigError, DEFAULTS, merge_config
+from perception_mtl.data import DATASETS
 from perception_mtl.data.build import train_set, val_loaders
+from perception_mtl.engine.schedule import SCHEDULES
+from perception_mtl.models import SHARING
+from perception_mtl.models.weights import PACKAGED
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task
+
+
+def load_config(file: str | Path | None = None, overrides: list[str] | None = None,
+                defaults: str | Path | None = DEFAULTS, base: Any = None) -> DictConfig:
+    """`config.merge_config` (schema <- `base` <- `defaults` <- the method's YAML <- `file` <-
+    `overrides`), then `check`: a config the run cannot use raises a ConfigError before any work."""
+    cfg = merge_config(file, overrides, defaults, base)
+    check(cfg)
+    return cfg
+
+
+def check(cfg: DictConfig) -> None:
+    """Raise a ConfigError, naming the key and what is valid, for a value the schema's types admit
+    but the run cannot use: a name no registry holds, balancer parameters the method refuses, a
+    backbone timm does not know, bounds and combinations."""
+
+    def choice(key: str, value: Any, valid: list) -> None:
+        if value not in valid:
+            raise ConfigError(f"{key}={value!r} is not valid; choose from {valid}")
+
+    for task in cfg.tasks:
+        choice("tasks", task, TASKS.names())
+    if not cfg.tasks:
+        raise ConfigError(f"tasks is empty; choose some of {TASKS.names()}")
+    choice("balancer.name", cfg.balancer.name, BALANCERS.names())
+    try:
+        balancer_by_name(cfg.balancer.name, list(cfg.tasks), OmegaConf.to_container(cfg.balancer.params))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"balancer.params: {err}") from err
+    choice("model.branch", cfg.model.branch, ["neck", "backbone"])
+    choice("model.sharing", cfg.model.sharing, list(SHARING))
+    choice("model.soft.penalty", cfg.model.soft.penalty, ["params", "features"])
+    if cfg.model.sharing != "hard" and cfg.balancer.params.get("space") == "representation":
+        raise ConfigError(f"balancer.params.space=representation needs one representation shared by all tasks; "
+                          f"model.sharing={cfg.model.sharing} has none: use balancer.params.space=parameter")
+    choice("data.seg_classes", cfg.data.seg_classes, [7, 19])
+    choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])
+    for task, factor in cfg.train.loss_scale.items():
+        choice("train.loss_scale", task, TASKS.names())  # a task the run does not train is ignored
+        if not factor > 0:
+            raise ConfigError(f"train.loss_scale.{task}={factor} must be > 0 (the factor on {task}'s loss)")
+    choice("train.schedule", cfg.train.schedule, list(SCHEDULES))
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
+        raise ConfigError(f"train.device={cfg.train.device!r} is not valid; choose from auto, cpu, cuda, cuda:N")
+    for task in cfg.aux_tasks:
+        choice("aux_tasks", task, list(cfg.tasks))
+    if cfg.aux_tasks and set(cfg.aux_tasks) == set(cfg.tasks):
+        raise ConfigError(f"aux_tasks={list(cfg.aux_tasks)} leaves no main task; list fewer auxiliary tasks")
+    _check_data(cfg, choice)
+    if not 0 < cfg.data.train_fraction <= 1:
+        raise ConfigError(f"data.train_fraction={cfg.data.train_fraction} must be in (0, 1]")
+    choice("wandb.mode", cfg.wandb.mode, [None, "online", "offline", "disabled"])
+    if len(cfg.data.size) != 2 or min(cfg.data.size) < 32 or any(s % 32 for s in cfg.data.size):
+        raise ConfigError(f"data.size={list(cfg.data.size)} must be [H, W], multiples of 32")
+    for key in ("steps", "batch_size", "eval_every", "log_every", "checkpoint_every"):
+        if cfg.train[key] < 1:
+            raise ConfigError(f"train.{key} must be >= 1, got {cfg.train[key]}")
+    _check_model(cfg, choice)
+
+
+def _check_data(cfg: DictConfig, choice: Callable[[str, Any, list], None]) -> None:
+    """Checks of `data.dataset`, `data.mix`, `data.drop_labels` and the loader options."""
+    choice("data.dataset", cfg.data.dataset, DATASETS.names())
+    choice("data.on_bad_label", cfg.data.on_bad_label, ["error", "skip"])
+    choice("data.depth_crop", cfg.data.depth_crop, [None, "garg", "eigen"])
+    for task, fraction in cfg.data.drop_labels.items():
+        choice("data.drop_labels", task, TASKS.names())  # a task the run does not train is ignored
+        if not 0 <= fraction <= 1:
+            raise ConfigError(f"data.drop_labels.{task}={fraction} must be in [0, 1] (the fraction of frames "
+                              "whose labels are removed)")
+    names = []
+    for k, entry in enumerate(cfg.data.mix):
+        choice(f"data.mix[{k}].dataset", entry.dataset, DATASETS.names())
+        if OmegaConf.is_missing(entry, "root"):
+            raise ConfigError(f"data.mix[{k}] ({entry.dataset}) has no root; give each entry its folder, e.g. "
+                              "{dataset: kitti, root: datasets/kitti, tasks: [det]}")
+        for task in entry.tasks:
+            choice(f"data.mix[{k}].tasks", task, list(cfg.tasks))
+        if not entry.weight > 0:
+            raise ConfigError(f"data.mix[{k}].weight={entry.weight} must be > 0")
+        names.append(entry.name or entry.dataset)
+    if len(set(names)) < len(names):
+        raise ConfigError(f"data.mix names {names} repeat; give entries of the same dataset a `name`")
+    served = {t for entry in cfg.data.mix for t in (entry.tasks or cfg.tasks)}
+    if cfg.data.mix and set(cfg.tasks) - served:
+        raise ConfigError(f"tasks {sorted(set(cfg.tasks) - served)} have no dataset in data.mix; add them to an "
+                          "entry's tasks or drop them from tasks")
+
+
+def _check_model(cfg: DictConfig, choice: Callable[[str, Any, list], None]) -> None:
+    """Checks of the backbone, its weights and freezing."""
+
+    if not timm.is_model(cfg.model.backbone):
+        raise ConfigError(f"model.backbone={cfg.model.backbone!r} is not a timm model; "
+                          f"see timm.list_models(), e.g. resnet18, efficientnet_b0, convnext_atto, test_resnet")
+    choice("model.weights", cfg.model.weights, [None, "imagenet"])
+    if cfg.model.weights == "imagenet" and cfg.model.backbone not in PACKAGED:
+        raise ConfigError(f"model.weights=imagenet: no packaged weights for model.backbone={cfg.model.backbone!r}; "
+                          f"backbones with packaged weights: {sorted(PACKAGED)}. Add model.weights=null to start "
+                          "from random weights, or use model.pretrained_path=FILE for a local timm checkpoint")
+    if cfg.model.weights is not None and (cfg.model.pretrained or cfg.model.pretrained_path):
+        raise ConfigError("model.weights, model.pretrained and model.pretrained_path are three sources of weights; "
+                          "set one")
+    if cfg.model.freeze_at < 0:
+        raise ConfigError(f"model.freeze_at={cfg.model.freeze_at} must be >= 0 (0: nothing frozen)")
+    if not cfg.optim.backbone_lr_mult >= 0:
+        raise ConfigError(f"optim.backbone_lr_mult={cfg.optim.backbone_lr_mult} must be >= 0")
 
 
 @dataclass

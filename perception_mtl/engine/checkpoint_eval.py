@@ -14,10 +14,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from perception_mtl.config import load_config
 from perception_mtl.data.build import val_loaders
 from perception_mtl.distributed import resolve_device
-from perception_mtl.engine.builders import build_model, build_tasks
+from perception_mtl.engine.builders import build_model, build_tasks, load_config
 from perception_mtl.engine.checkpoint import CheckpointError, load_checkpoint
 from perception_mtl.engine.evaluator import evaluate_parts
 
