@@ -114,3 +114,23 @@ def test_unreadable_input_exits_2_naming_the_file(checkpoint, world_images, tmp_
         _tool("predict")(["--checkpoint", str(checkpoint), "--input", str(target), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert done.value.code == 2 and str(culprit) in err and "Traceback" not in err
+
+
+def test_show_predictions_draws_prediction_truth_and_errors(checkpoint, tiny_world, tmp_path):
+    out = tmp_path / "cmp.png"
+    _tool("show_predictions")(["--checkpoint", str(checkpoint), "--frames", "0", "2", "--out", str(out)])
+    picture = np.asarray(Image.open(out))
+    assert picture.shape[0] > picture.shape[1] / 3 and picture.std() > 10  # 4 rows of 4 panels
+    with pytest.raises(SystemExit) as done:
+        _tool("show_predictions")(["--checkpoint", str(checkpoint), "--frames", "9", "--out", str(out)])
+    assert done.value.code == 2
+
+
+def test_error_maps():
+    from perception_mtl.inference.compare import abs_rel_map, wrong_class_map
+
+    gt = np.array([[0, 1], [255, 2]])
+    rgb, fraction = wrong_class_map(np.array([[0, 2], [5, 2]]), gt, np.full((2, 2, 3), 200, np.uint8))
+    assert fraction == pytest.approx(1 / 3) and tuple(rgb[0, 1]) == (255, 40, 40) and tuple(rgb[1, 0]) == (0, 0, 0)
+    err = abs_rel_map(np.array([[10.0, 5.0], [3.0, 1.0]]), np.array([[8.0, 0.0], [3.0, 100.0]]), 0.5, 80.0)
+    assert err[0, 0] == pytest.approx(0.25) and err[1, 0] == 0 and err.mask.tolist() == [[False, True], [False, True]]
