@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
+from perception_mtl.data.cityscapes import CityscapesDataset
 from perception_mtl.engine.trainer import Trainer
 from perception_mtl.tracking.wandb import WandbLogger, resolve_mode
 
@@ -31,12 +35,35 @@ def test_default_mode_is_offline_without_an_api_key(wandb_env, monkeypatch):
     assert resolve_mode("disabled") == "disabled"
 
 
-def test_offline_run_writes_a_wandb_record(wandb_env, tiny_world, tmp_path):
+def wandb_history(record: Path) -> dict[int, dict]:
+    """{step: the history row W&B stored for it} from a .wandb transaction log, read back with
+    wandb's own `wandb leet inspect --json` (one JSON record per line)."""
+    out = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(record)],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    history: dict[int, dict] = {}
+    for row in rows:
+        if row["type"] == "history":
+            item = row["history"]["item"]
+            history.setdefault(item["_step"], {}).update(item)
+    return history
+
+
+def test_offline_run_writes_the_local_logs_values_to_a_wandb_record(wandb_env, tiny_world, tmp_path):
     out = tmp_path / "run"
     Trainer(tiny_config(tiny_world, out, "train.steps=2", "train.eval_every=2", "wandb.mode=offline",
                         "wandb.images=2")).fit()
     records = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(records) == 1 and records[0].stat().st_size > 1000
+    assert len(records) == 1
+    history = wandb_history(records[0])
+    local = [json.loads(line) for name in ("train.jsonl", "metrics.jsonl")
+             for line in (out / name).read_text().splitlines()]
+    assert sorted(history) == [1, 2] and len(local) == 3  # two training steps, one evaluation
+    for row in local:
+        step = row.pop("step")
+        assert {k: history[step][k] for k in row} == pytest.approx(row), step
+    frames = [CityscapesDataset(tiny_world, "val").frame(i) for i in range(2)]
+    assert {caption.split()[0] for caption in history[2]["val/predictions.captions"]} == set(frames)
 
 
 def test_wandb_failure_is_a_warning_not_a_crash(wandb_env, tiny_world, tmp_path, monkeypatch):
