@@ -7,12 +7,15 @@ the registries (tasks, datasets, balancers, ...) or timm are `engine/builders.py
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from perception_mtl.config_hints import unknown_key, wrong_type
 
 from perception_mtl.errors import ConfigError
 
@@ -225,8 +228,12 @@ def _merge(sources: list[tuple[str, Any]]) -> DictConfig:
         try:
             cfg = OmegaConf.merge(cfg, source)
         except ConfigKeyError as err:
-            raise ConfigError(f"{name}: unknown key '{err.full_key}'. Valid keys:\n  "
-                              + "\n  ".join(_valid_keys(OmegaConf.structured(Config)))) from err
+            raise ConfigError(f"{name}: {unknown_key(Config, err.full_key)}") from err
+        except ValidationError as err:  # a value of the wrong type: name the key, the value, the type
+            key = err.full_key or next((str(k) for k in source if not isinstance(source[k], DictConfig)), "?")
+            value = OmegaConf.select(source, re.sub(r"\[\d+\]$", "", key), throw_on_missing=False)
+            value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            raise ConfigError(f"{name}: {wrong_type(Config, key, value, str(err.msg).splitlines()[0])}") from err
         except OmegaConfBaseException as err:
             raise ConfigError(f"{name}: bad value for '{getattr(err, 'full_key', '?')}': {err.msg}") from err
         except (TypeError, ValueError) as err:  # e.g. a mapping where the schema has a list

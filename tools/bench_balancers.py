@@ -41,6 +41,7 @@ from tqdm import tqdm  # noqa: E402
 from perception_mtl.balancing import BALANCERS, balancer_spaces, build_balancer  # noqa: E402
 from perception_mtl.balancing.gradients import representation  # noqa: E402
 from perception_mtl.balancing.scale import scale_safe  # noqa: E402
+from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
 from perception_mtl.data.collate import collate  # noqa: E402
@@ -167,6 +168,7 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # bytes on macOS
 
 
+@exits_2_on_bad_input
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=5, help="timed rounds per method")

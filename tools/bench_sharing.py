@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from perception_mtl.benchmark.runner import latency_ms  # noqa: E402
+from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
 from perception_mtl.data.collate import collate  # noqa: E402
@@ -30,6 +31,7 @@ from perception_mtl.engine.trainer import Trainer  # noqa: E402
 from perception_mtl.models import SHARING  # noqa: E402
 
 
+@exits_2_on_bad_input
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=5, help="timed rounds per scheme")

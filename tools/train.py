@@ -4,8 +4,9 @@
 
 Config: configs/default.yaml <- --config FILE <- key=value (e.g. train.steps=100
 balancer.name=equal output_dir=runs/x). Writes config.yaml, train.jsonl, metrics.jsonl,
-metrics.json, last.pt, best.pt and curve plots into output_dir; resume=true (or --resume)
-continues from output_dir/last.pt. Several processes or GPUs:
+metrics.json, last.pt, best.pt and curve plots into output_dir. An output_dir that already
+holds a run is refused: --resume (or resume=true) continues it from output_dir/last.pt,
+--overwrite replaces it. Several processes or GPUs:
 torchrun --nproc_per_node=N tools/train.py ... (train.batch_size is per process).
 """
 from __future__ import annotations
@@ -17,35 +18,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perception_mtl.config import ConfigError  # noqa: E402
-from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
+from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 from perception_mtl.engine.builders import load_config  # noqa: E402
-from perception_mtl.models.weights import WeightsError  # noqa: E402
+from perception_mtl.engine.run_folder import claim_run_folder  # noqa: E402
 
 
+@exits_2_on_bad_input
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="experiment YAML merged over configs/default.yaml")
     p.add_argument("--resume", action="store_true", help="continue from output_dir/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = p.parse_args(argv)
     overrides = list(args.overrides) + (["resume=true"] if args.resume else [])
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as err:
-        p.exit(2, f"config error: {err}\n")
+    cfg = load_config(args.config, overrides)
+    claim_run_folder(cfg.output_dir, cfg.resume, args.overwrite)
+    from perception_mtl import distributed
     from perception_mtl.engine.trainer import Trainer
 
-    try:
-        trainer = Trainer(cfg)
-    except DatasetError as err:
-        p.exit(2, f"data error: {err}\n")
-    except WeightsError as err:  # the weights' package is missing or its file is damaged
-        p.exit(2, f"weights error: {err}\n")
-    except ConfigError as err:  # e.g. train.device=cuda where there is no GPU
-        p.exit(2, f"config error: {err}\n")
-    from perception_mtl import distributed
-
+    trainer = Trainer(cfg)
     metrics = trainer.fit()
     main = distributed.is_main()
     distributed.shutdown()

@@ -6,6 +6,7 @@ balancer its name, tasks and parameters; config.py is the schema and the merge o
 """
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,9 @@ def check(cfg: DictConfig) -> None:
 
     def choice(key: str, value: Any, valid: list) -> None:
         if value not in valid:
-            raise ConfigError(f"{key}={value!r} is not valid; choose from {valid}")
+            close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1, cutoff=0.8)
+            raise ConfigError(f"{key}={value!r} is not valid{f' (did you mean {close[0]}?)' if close else ''}; "
+                              f"choose from {valid}")
 
     for task in cfg.tasks:
         choice("tasks", task, TASKS.names())
