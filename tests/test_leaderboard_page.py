@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import runpy
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,11 @@ from perception_mtl.analysis.transfer import write_transfer_report
 WIDTH = 1400
 
 
-@pytest.fixture
-def page(tmp_path: Path) -> Path:
-    """A results folder with 3 methods x 2 seeds, baselines, logged gradient cosines, its transfer
-    report and then its leaderboard page."""
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _results(tmp_path: Path) -> Path:
+    """A results folder with 3 methods x 2 seeds, baselines and logged gradient cosines."""
     (tmp_path / "suite.yaml").write_text(
         "name: page\ntasks: [det, seg, depth]\ndelta_metrics: {det: [mAP50], seg: [mIoU, pixel_acc], depth: [abs_rel]}\n")
     all3 = ["det", "seg", "depth"]
@@ -39,8 +41,22 @@ def page(tmp_path: Path) -> Path:
                    "train/grad/cos/seg-depth": -0.2} for s in range(1, 6)]
         (tmp_path / "runs" / "equal" / f"seed{seed}" / "train.jsonl").write_text(
             "\n".join(json.dumps(r) for r in logged) + "\n")
-    write_transfer_report(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Path:
+    """`_results`' transfer report, then its leaderboard page (the suite's order)."""
+    write_transfer_report(_results(tmp_path))
     return write_leaderboard(tmp_path, "disabled")["html"]
+
+
+def test_analyze_transfer_refreshes_the_page_it_is_embedded_in(tmp_path, capsys):
+    page = write_leaderboard(_results(tmp_path), "disabled")["html"]
+    assert 'class="transfer"' not in page.read_text()  # no report yet
+    runpy.run_path(str(ROOT / "tools" / "analyze_transfer.py"))["main"]([str(tmp_path)])
+    assert f"refreshed: {page}" in capsys.readouterr().out
+    assert '<section class="transfer"><h1>Negative-transfer report</h1>' in page.read_text()
 
 
 @pytest.fixture
@@ -102,3 +118,10 @@ def test_page_in_chromium(page, browser, tmp_path):
     shot = tmp_path / "page.png"
     assert browser.save_screenshot(str(shot))
     assert Image.open(shot).size[0] == WIDTH
+
+
+def test_a_missing_browser_is_named_with_the_packages_to_install(monkeypatch):
+    monkeypatch.setattr("perception_mtl.analysis.browser.shutil.which",
+                        lambda name: None if name == "chromedriver" else f"/usr/bin/{name}")
+    with pytest.raises(BrowserMissing, match=r"chromedriver not on PATH: apt-get install -y chromium chromium-driver"):
+        chromium()

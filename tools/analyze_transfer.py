@@ -4,7 +4,9 @@
 
 Writes transfer_report.md with conflict curves and heatmaps, the lookahead affinity matrix and
 a verdict per task pair; negative transfer is flagged on Holm-adjusted p-values over every test
-of the report (see perception_mtl/analysis/transfer.py for the tests used).
+of the report (see perception_mtl/analysis/transfer.py for the tests used). Changes are in %,
+positive = worse (the sign of delta-m). When the folder has a leaderboard.html, it is rebuilt
+so that the page embeds the new report.
 """
 from __future__ import annotations
 
@@ -32,6 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     report = write_transfer_report(args.results_dir, args.method)
     print(report.read_text())
     print(f"written: {report}")
+    page = report.with_name("leaderboard.html")
+    if page.exists():  # the page embeds the report: rebuild it (without a W&B run) so it shows this one
+        from perception_mtl.analysis.leaderboard import write_leaderboard
+
+        write_leaderboard(args.results_dir, wandb_mode="disabled")
+        print(f"refreshed: {page} (it embeds the report)")
 
 
 if __name__ == "__main__":
