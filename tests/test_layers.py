@@ -2,9 +2,10 @@
 perception_mtl modules, each layer imports only layers below it, config.py and the distributed
 helpers are leaves, models never import tasks, and a per-task network's seed ignores the registry.
 
-The import graph is read from the source with `ast` (every import, also those inside functions:
-a lazy import is still a dependency). Importing `a.b.c` also runs the packages `a` and `a.b`, so
-those are edges too, except the importer's own packages, which run before it whatever it imports.
+The import graph is read from the source with `ast`: every import, also those inside functions (a
+lazy import is still a dependency), but not those under `if TYPE_CHECKING:` (annotations only,
+never run). Importing `a.b.c` also runs the packages `a` and `a.b`, so those are edges too, except
+the importer's own packages, which run before it whatever it imports.
 """
 from __future__ import annotations
 
@@ -46,6 +47,28 @@ def _ancestors(module: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
+def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements of `tree` outside `if TYPE_CHECKING:` blocks."""
+    found = []
+
+    class Visitor(ast.NodeVisitor):
+        def visit_If(self, node: ast.If) -> None:
+            if "TYPE_CHECKING" in ast.unparse(node.test):
+                for child in node.orelse:
+                    self.visit(child)
+            else:
+                self.generic_visit(node)
+
+        def visit_Import(self, node: ast.Import) -> None:
+            found.append(node)
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+            found.append(node)
+
+    Visitor().visit(tree)
+    return found
+
+
 def import_graph() -> dict[str, set[str]]:
     """{module: the perception_mtl modules that importing it runs directly}."""
     files = {_name(p): p for p in PACKAGE.rglob("*.py")}
@@ -59,10 +82,10 @@ def import_graph() -> dict[str, set[str]]:
     for module, path in files.items():
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in _imports(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 targets |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom):
+            else:
                 base = node.module or ""
                 if node.level:  # relative: from the importer's package, `level - 1` packages up
                     up = package.split(".")[:len(package.split(".")) - node.level + 1]
@@ -94,6 +117,9 @@ def test_the_graph_reads_the_imports():
     assert "perception_mtl.engine.builders" in graph["perception_mtl.engine.trainer"]
     assert "perception_mtl.models" in graph["perception_mtl.tasks.seg"]  # through models.heads.dense
     assert "perception_mtl.tasks" not in graph["perception_mtl.tasks.seg"]  # its own package
+    assert "perception_mtl.analysis.leaderboard" in graph["perception_mtl.benchmark.runner"]  # inside a function
+    source = "if TYPE_CHECKING:\n    import a\nelse:\n    import b\nimport c\ndef f():\n    from d import e\n"
+    assert [ast.unparse(node) for node in _imports(ast.parse(source))] == ["import b", "import c", "from d import e"]
 
 
 def test_no_import_cycle():
