@@ -26,6 +26,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
@@ -169,7 +170,7 @@ def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, cmap: str, 
     norm = plt.Normalize(-limit if diverging else 0.0, limit)
     colours = plt.get_cmap(cmap)
     im = ax.imshow(np.where(off, matrix, np.nan), cmap=colours, norm=norm)
-    ax.imshow(np.where(off | np.isnan(matrix), np.nan, 0.0), cmap="Greys", vmin=0, vmax=4)  # diagonal: light grey
+    ax.imshow(np.where(off | np.isnan(matrix), np.nan, 0.0), cmap=ListedColormap(["0.85"]))  # diagonal: light grey
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_yticks(range(len(tasks)), tasks)
     for (y, x), v in np.ndenumerate(matrix):
