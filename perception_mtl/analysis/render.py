@@ -42,8 +42,8 @@ def columns(keys: list[str], directions: dict[str, bool]) -> list[tuple[str, boo
     direction (↑ higher is better). Text columns sort alphabetically first (False)."""
     arrows = [(f"{k} {'↑' if directions.get(k, True) else '↓'}", directions.get(k, True)) for k in keys]
     return [("rank", False), ("run", False), ("seeds", True), ("variant", False), ("tuned", False), *arrows,
-            ("Δm% per-task ↓", False), ("Δm − equal [95% CI]", False), ("Δm% flat ↓", False), ("seed ranks", False),
-            ("params (M)", False), ("train time (s)", False), ("latency (ms)", False)]
+            ("Δm% per-task ↓", False), ("Δm − equal [95% CI]", False), ("Δm% flat ↓", False),
+            ("seed ranks", False), ("params (M)", False), ("train time (s)", False), ("latency (ms)", False)]
 
 
 def header(keys: list[str], directions: dict[str, bool]) -> list[str]:

@@ -1,8 +1,8 @@
 """Negative-transfer analysis of a results folder: who hurts whom, when, and how sure we are.
 
 1. MTL vs single-task, per task and method: the change of the task's primary metric (in %,
-   positive = worse, the sign of delta-m: `delta_m.relative_change`) with its spread over seeds, and Welch's t-test (unequal
-   variances, one-sided, MTL seeds vs single-task seeds).
+   positive = worse, the sign of delta-m: `delta_m.relative_change`) with its spread over
+   seeds, and Welch's t-test (unequal variances, one-sided, MTL seeds vs single-task seeds).
 2. Gradient conflict over training, from the logged `train/grad/cos/<a>-<b>`: the cosine
    curves and the fraction of logged steps with a negative cosine (Yu et al. 2020).
 3. Inter-task affinity by lookahead (TAG, Fifty et al. 2021), from the logged
@@ -258,7 +258,8 @@ def write_transfer_report(results_dir: str | Path, method: str | None = None) ->
              *(f"- {note}" for note in rep.notes), *([""] if rep.notes else [])]
     lines += ["## MTL vs single-task", "",
               "Relative change of each task's primary metric against the mean of its single-task runs "
-              "(%, positive = worse, the sign of Δm), mean +- std over seeds. Welch's one-sided t-test gives the raw p; Holm's "
+              "(%, positive = worse, the sign of Δm), mean +- std over seeds. Welch's one-sided t-test gives the "
+              "raw p; Holm's "
               f"step-down correction over all {tested} tests of this report (this table and the pairwise matrix) "
               f"gives the adjusted p. Flagged when worse and the Holm-adjusted p < {ALPHA}.", "",
               "| method | task | metric | change % (+ = worse) | std | p (raw) | p (Holm) | negative transfer |",

@@ -59,8 +59,9 @@ def train_figure(rows: list[dict]) -> plt.Figure:
         series = {k.rsplit("/", 1)[-1]: _series(rows, k) for k in keys if k.startswith(panel)}
         title = panel.rstrip("/")
         if panel == "train/weight/" and all(_constant(v) for _, v in series.values()):
-            ax.text(0.5, 0.5, "constant over training\n" + "\n".join(f"{t} = {v[0]:.4g}" for t, (_, v) in series.items()),
-                    ha="center", va="center", transform=ax.transAxes, fontsize=9)
+            listing = "\n".join(f"{t} = {v[0]:.4g}" for t, (_, v) in series.items())
+            ax.text(0.5, 0.5, f"constant over training\n{listing}", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
             title += " (static: constant)"
