@@ -125,3 +125,11 @@ def test_a_missing_browser_is_named_with_the_packages_to_install(monkeypatch):
                         lambda name: None if name == "chromedriver" else f"/usr/bin/{name}")
     with pytest.raises(BrowserMissing, match=r"chromedriver not on PATH: apt-get install -y chromium chromium-driver"):
         chromium()
+
+
+def test_a_figure_the_report_shows_but_lacks_is_named(tmp_path):
+    from perception_mtl.analysis.render import transfer_html
+
+    (tmp_path / "transfer_report.md").write_text("# Negative-transfer report\n\n![affinity](affinity.png)\n")
+    with pytest.raises(FileNotFoundError, match=r"shows affinity.png, which is not in .*analyze_transfer.py"):
+        transfer_html(tmp_path / "transfer_report.md")
