@@ -102,7 +102,7 @@ def test_other_heads_and_sharing_schemes_export(tiny_world, tmp_path, extra):
             assert other.shape == tensor.shape and (other - tensor).abs().max() <= 1e-4, (task, key)
 
 
-@pytest.mark.slow  # about 30 s each on 2 cores
+@pytest.mark.slow  # 9 min for the six on the loaded 2-core machine
 @pytest.mark.parametrize("backbone", ["resnet18", "tf_efficientnet_lite0", "mobilenetv3_large_100", "convnext_atto",
                                       "regnetx_002", "efficientvit_b0"])
 def test_backbones_export(tiny_world, tmp_path, backbone):
