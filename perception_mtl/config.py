@@ -91,11 +91,19 @@ class DepthConfig:
     max_depth: float = 80.0
     min_depth: float = 0.5
     variance_focus: float = 0.85  # lambda of the scale-invariant log loss
+    decoder: str = "light"  # dense head, as task.seg.decoder
+
+
+@dataclass
+class SegConfig:
+    decoder: str = "light"  # dense head: "light" (heads/dense.py) | smp's "fpn" | "deeplabv3plus" | "unet"
+    loss: str = "ce"  # terms joined by "+": ce | dice | lovasz | focal (smp.losses), e.g. "ce+dice"
 
 
 @dataclass
 class TasksConfig:
     det: DetConfig = field(default_factory=DetConfig)
+    seg: SegConfig = field(default_factory=SegConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
 
 

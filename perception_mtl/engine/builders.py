@@ -26,9 +26,11 @@ from perception_mtl.data import DATASETS
 from perception_mtl.data.build import train_set, val_loaders
 from perception_mtl.engine.schedule import SCHEDULES
 from perception_mtl.models import SHARING
+from perception_mtl.models.heads.decoders import DECODERS
 from perception_mtl.models.weights import PACKAGED
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task
+from perception_mtl.tasks.seg_losses import seg_loss_terms
 
 
 def load_config(file: str | Path | None = None, overrides: list[str] | None = None,
@@ -67,6 +69,12 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"balancer.params.space=representation needs one representation shared by all tasks; "
                           f"model.sharing={cfg.model.sharing} has none: use balancer.params.space=parameter")
     choice("data.seg_classes", cfg.data.seg_classes, [7, 19])
+    choice("task.seg.decoder", cfg.task.seg.decoder, list(DECODERS))
+    choice("task.depth.decoder", cfg.task.depth.decoder, list(DECODERS))
+    try:
+        seg_loss_terms(cfg.task.seg.loss)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])
     for task, factor in cfg.train.loss_scale.items():
         choice("train.loss_scale", task, TASKS.names())  # a task the run does not train is ignored
@@ -122,7 +130,6 @@ def _check_data(cfg: DictConfig, choice: Callable[[str, Any, list], None]) -> No
 
 def _check_model(cfg: DictConfig, choice: Callable[[str, Any, list], None]) -> None:
     """Checks of the backbone, its weights and freezing."""
-
     if not timm.is_model(cfg.model.backbone):
         raise ConfigError(f"model.backbone={cfg.model.backbone!r} is not a timm model; "
                           f"see timm.list_models(), e.g. resnet18, efficientnet_b0, convnext_atto, test_resnet")
