@@ -101,7 +101,7 @@ def test_nonfinite_loss_is_named_or_skipped(tiny_world, tmp_path, monkeypatch):
     ("balancer.name=nope", "balancer.name='nope' is not valid; choose from"),
     ("train.steps=abc", "train.steps must be int, got 'abc'"),
     ("model.backbone=resnet_nope", "is not a timm model"),
-    ("tasks=[det,flow]", "tasks='flow' is not valid; choose from ['depth', 'det', 'drivable', 'edges', 'noise', 'scene', 'seg']"),
+    ("tasks=[det,flow]", "tasks='flow' is not valid; choose from ['depth', 'det', 'drivable', 'edges', 'noise', 'normals', 'scene', 'seg']"),
 ])
 def test_bad_config_exits_2_before_any_work(override, expected):
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), override, "data.root=/nonexistent"],

@@ -1,6 +1,7 @@
-"""The training loop: forward -> task losses -> balancer.backward -> clip -> step -> log.
+"""The training loop: forward -> task losses -> balancer.backward -> clip -> step.
 
-Evaluation, checkpoints and logging hang off the loop at fixed step intervals. A run is
+Gradient probes, logging, evaluation, checkpoints, early stopping and plots are hooks
+(engine/hooks.py), called at documented points of each step. A run is
 exactly resumable: model, optimizer, schedule, balancer, RNG and data position are saved.
 """
 from __future__ import annotations
@@ -17,20 +18,18 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from perception_mtl import distributed
-from perception_mtl.balancing.gradients import probe
 from perception_mtl.data.collate import collate, move_batch
 from perception_mtl.data.sampling import SeededDataset, StepSampler
-from perception_mtl.engine.affinity import lookahead_affinity
 from perception_mtl.engine.builders import build_balancer, build_data, build_model, build_tasks
 from perception_mtl.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from perception_mtl.engine.evaluator import evaluate_parts
 from perception_mtl.engine.early_stopping import TaskEarlyStopping
+from perception_mtl.engine.evaluator import evaluate_parts
+from perception_mtl.engine.hooks import Hook, default_hooks
 from perception_mtl.engine.nonfinite import NonFiniteGradientError, NonFiniteLossError, nonfinite_gradients
 from perception_mtl.engine.schedule import TaskSchedule
 from perception_mtl.metric_key import MetricKey
 from perception_mtl.tracking.local import LocalLogger
 from perception_mtl.tracking.media import media_panels
-from perception_mtl.tracking.plots import plot_run
 from perception_mtl.tracking.wandb import WandbLogger
 
 
@@ -41,8 +40,9 @@ WEIGHTS_ONLY = ("model", "step", "best", "config")  # what best.pt keeps: enough
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg: DictConfig, hooks: list[Hook] | None = None):
         self.cfg = cfg
+        self.hooks = default_hooks() if hooks is None else hooks
         self.run_dir = Path(cfg.output_dir)
         self.device = distributed.resolve_device(cfg.train.device)
         distributed.init_from_env(self.device)  # launched by torchrun: join the process group
@@ -135,41 +135,25 @@ class Trainer:
                 batches = self._restart_loader(err)
 
     def fit(self) -> dict[str, float]:
-        cfg = self.cfg.train
+        """Train to `train.steps`, calling the hooks (engine/hooks.py has their order); -> the
+        last evaluation's metrics."""
         self.model.train()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step", disable=not distributed.is_main())
         self._clock = time.perf_counter()
+        self.metrics: dict[str, float] = {}
+        for hook in self.hooks:
+            hook.before_train(self)
         batches = self._batches()
-        tic, seen = time.perf_counter(), 0
-        metrics: dict[str, float] = {}
-        while self.step < cfg.steps:
+        while self.step < self.cfg.train.steps:
             batches, batch = self._next_batch(batches)
             self.unreadable += int(distributed.all_reduce_sum(torch.tensor(len(batch.get("unreadable", ())))))
             stats = self.train_step(batch)
             self.step += 1
-            seen += batch["image"].shape[0]
-            bar.update()
-            bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in stats.items() if "/loss/" in k})
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                stats["train/images_per_s"] = seen / (time.perf_counter() - tic)
-                stats["train/lr"] = self.scheduler.get_last_lr()[0]
-                stats["train/skipped_steps"] = self.skipped
-                stats["train/unlabelled_steps"] = self.unlabelled
-                stats["train/unreadable_frames"] = self.unreadable
-                self.log(stats)
-                tic, seen = time.perf_counter(), 0
-            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                metrics = self.evaluate_and_track()
-            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
-                self.save("last.pt")
-        bar.close()
-        if self.early_stopping.stopped:
-            self.early_stopping.restore_best(self.model)
-            metrics = self.evaluate_and_track(final=True)
-        if distributed.is_main():
-            plot_run(self.run_dir)
+            for hook in self.hooks:
+                hook.after_step(self, batch, stats)
+        for hook in self.hooks:
+            hook.after_train(self)
         self.wandb.finish()
-        return metrics
+        return self.metrics
 
     def active_tasks(self) -> list[str]:
         """The tasks trained at this step: not stopped early, then chosen by the schedule."""
@@ -190,14 +174,39 @@ class Trainer:
         return losses
 
     def train_step(self, batch: dict) -> dict[str, float]:
-        """One optimisation step; returns scalars to log (gradient statistics at log steps)."""
+        """One optimisation step: losses, guard, balancer backward, sync, guard, clip, step;
+        returns scalars to log (with what the hooks measured on the graph)."""
         active = self.active_tasks()
         losses = self.losses(batch, active)
         coupling = self.model.coupling_losses()  # soft sharing's penalty: not a task loss
+        self.optimizer.zero_grad(set_to_none=True)
+        if (skipped := self._guard_losses(losses, coupling)) is not None:
+            return skipped
+        stats = {f"train/loss/{t}": float(v.detach()) for t, v in losses.items()}
+        stats.update({f"train/coupling/{k}": float(v.detach()) for k, v in coupling.items()})
+        if coupling:  # first, keeping the graph the balancer's backward then frees
+            sum(coupling.values()).backward(retain_graph=True)
+        for hook in self.hooks:
+            stats.update(hook.before_backward(self, losses, batch))
+        result = self.balancer.backward(losses, self.model)
+        distributed.average_gradients(p for group in self.optimizer.param_groups for p in group["params"])
+        if (skipped := self._guard_gradients(losses)) is not None:
+            return skipped
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
+        self.optimizer.step()
+        self.scheduler.step()
+        self._after_update(batch, active, losses)
+        stats.update({f"train/weight/{t}": float(w) for t, w in result.pop("weights").items()})
+        stats.update({f"train/{k}": float(v) for k, v in result.items()})
+        stats["train/grad_norm"] = float(grad_norm)
+        return stats
+
+    def _guard_losses(self, losses: dict[str, torch.Tensor], coupling: dict[str, torch.Tensor]) -> dict | None:
+        """None to go on; {} when the step is skipped (a non-finite loss under train.nonfinite=skip,
+        or no active task labelled in the batch on any rank); raises under train.nonfinite=stop."""
         named = {**{t: losses.get(t, torch.zeros((), device=self.device)) for t in self.tasks}, **coupling}  # same order on every rank
         flags = distributed.any_rank(torch.tensor([not bool(torch.isfinite(v)) for v in named.values()]))
         bad = [t for t, f in zip(named, flags.tolist()) if f]
-        self.optimizer.zero_grad(set_to_none=True)
         if bad:
             return self._skip_or_stop(NonFiniteLossError(
                 f"non-finite loss for task(s) {bad} at step {self.step + 1}; "
@@ -209,36 +218,25 @@ class Trainer:
             self.optimizer.step()  # no gradients: changes nothing, keeps the scheduler's order check quiet
             self.scheduler.step()
             return {}
-        stats = {f"train/loss/{t}": float(v.detach()) for t, v in losses.items()}
-        stats.update({f"train/coupling/{k}": float(v.detach()) for k, v in coupling.items()})
-        if coupling:  # first, keeping the graph the balancer's backward then frees
-            sum(coupling.values()).backward(retain_graph=True)
-        if (self.step + 1) % self.cfg.train.log_every == 0 and len(losses) > 1:
-            stats.update({f"train/{k}": v for k, v in probe(losses, self.model).items()})
-        every = self.cfg.train.affinity_every
-        if every and (self.step + 1) % every == 0 and len(losses) > 1:
-            affinity = lookahead_affinity(self.model, losses, lambda: self.losses(batch, active),
-                                          self.scheduler.get_last_lr()[0])
-            stats.update({f"train/{k}": v for k, v in affinity.items()})
-        result = self.balancer.backward(losses, self.model)
-        distributed.average_gradients(p for group in self.optimizer.param_groups for p in group["params"])
+        return None
+
+    def _guard_gradients(self, losses: dict[str, torch.Tensor]) -> dict | None:
+        """None to go on; {} (skipped) or a raise when a gradient is not finite."""
         bad = nonfinite_gradients(self.model, list(losses))
-        if bad:
-            self.optimizer.zero_grad(set_to_none=True)
-            return self._skip_or_stop(NonFiniteGradientError(
-                f"non-finite gradient ({', '.join(bad)}) at step {self.step + 1}, before the optimizer step; "
-                "lower optim.lr, check the inputs, or set train.nonfinite=skip to skip such steps"))
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
-        self.optimizer.step()
-        self.scheduler.step()
+        if not bad:
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._skip_or_stop(NonFiniteGradientError(
+            f"non-finite gradient ({', '.join(bad)}) at step {self.step + 1}, before the optimizer step; "
+            "lower optim.lr, check the inputs, or set train.nonfinite=skip to skip such steps"))
+
+    def _after_update(self, batch: dict, active: list[str], losses: dict[str, torch.Tensor]) -> None:
+        """The task schedule sees the losses, the balancer its post-step hook (FAMO's second
+        forward), and every rank gets the same BatchNorm statistics."""
         self.schedule.observe(distributed.global_values(losses, list(self.tasks)))  # same on every rank
         with torch.no_grad():
             self.balancer.after_step(lambda: self.losses(batch, active))
         distributed.average_buffers(self.model)  # one set of BatchNorm statistics on every rank
-        stats.update({f"train/weight/{t}": float(w) for t, w in result.pop("weights").items()})
-        stats.update({f"train/{k}": float(v) for k, v in result.items()})
-        stats["train/grad_norm"] = float(grad_norm)
-        return stats
 
     def _skip_or_stop(self, err: NonFiniteLossError) -> dict[str, float]:
         """`train.nonfinite=stop`: raise `err`; `skip`: count the step and move the schedule on."""
@@ -250,7 +248,7 @@ class Trainer:
         distributed.average_buffers(self.model)
         return {}
 
-    # --- hooks ----------------------------------------------------------------------------
+    # --- evaluation, logging, checkpoints (called by the hooks) ---------------------------
     def log(self, metrics: dict[str, float]) -> None:
         if distributed.is_main():
             self.local.log(metrics, self.step)
