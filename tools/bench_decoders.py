@@ -1,0 +1,62 @@
+"""Cost of each dense decoder (`task.seg.decoder`) as the segmentation head of a run.
+
+    python tools/bench_decoders.py [--batch 8] [--repeats 10] [key=value ...]
+
+For the run of `configs/default.yaml` (plus overrides): each decoder's parameters, forward
+GFLOPs per image (torch's FlopCounterMode) and the median milliseconds of its forward + backward
+on a batch of neck features, the decoders timed in turn (round robin) so that a varying load on
+the machine affects them alike. Accuracy needs training runs: see README, Segmentation decoders.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from perception_mtl.config import ConfigError, load_config  # noqa: E402
+from perception_mtl.models.backbone import Backbone  # noqa: E402
+from perception_mtl.models.heads.decoders import DECODERS, build_dense_head  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    try:
+        cfg = load_config(None, args.overrides)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        sys.exit(2)
+    m, (h, w) = cfg.model, cfg.data.size
+    strides = Backbone.from_config(m).strides
+    feats = {s: torch.randn(args.batch, m.neck_channels, h // s, w // s) for s in strides}
+    heads = {d: build_dense_head(d, m.neck_channels, strides, cfg.data.seg_classes, m.head_channels) for d in DECODERS}
+    times: dict[str, list[float]] = {d: [] for d in DECODERS}
+    for _ in range(args.repeats + 1):  # the first round warms up
+        for d, head in heads.items():
+            start = time.perf_counter()
+            head(feats).sum().backward()
+            times[d].append(time.perf_counter() - start)
+    print(f"{h}x{w}, {cfg.data.seg_classes} classes, neck {m.neck_channels} channels at strides {strides}, "
+          f"batch {args.batch}")
+    print("| decoder | parameters | GFLOPs / image (forward) | forward + backward, ms / batch |")
+    print("|---|---|---|---|")
+    for d, head in heads.items():
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            head.eval()({s: f[:1] for s, f in feats.items()})  # eval: BatchNorm after ASPP pooling needs 2 images
+        params = sum(p.numel() for p in head.parameters())
+        print(f"| {d} | {params / 1e6:.3f} M | {counter.get_total_flops() / 1e9:.2f} | "
+              f"{1e3 * statistics.median(times[d][1:]):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
