@@ -2,6 +2,8 @@
 moving a batch (or predictions) between devices."""
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 
 from perception_mtl.data.targets import empty_like, target
@@ -9,13 +11,23 @@ from perception_mtl.data.targets import empty_like, target
 NOT_TARGETS = ("image", "frame", "has", "unreadable")  # every other sample key is a task's label
 
 
-def collate(samples: list[dict]) -> dict:
+class Batch(TypedDict, total=False):
+    """The keys every batch has (and `unreadable`); besides them, one key per declared target
+    (`Task.targets`): a tensor (B, ...) when the target has a fill, else a list of B tensors."""
+
+    image: torch.Tensor  # (B, 3, H, W) float in [0, 1]
+    frame: list[str]  # B frame names
+    has: dict[str, torch.Tensor]  # task -> (B,) bool: which samples carry its labels
+    unreadable: list[str]  # frames a loader passed over (data.on_bad_label=skip), when any
+
+
+def collate(samples: list[dict]) -> Batch:
     """-> image (B, 3, H, W), frame [B], has {task: (B,) bool}; each label key declared by a task
     (`Task.targets`): stacked, e.g. semantic (B, H, W), depth (B, H, W), scene (B, 2), or a list
     of (N_i, ...) tensors, e.g. boxes/labels/iscrowd; unreadable: the frames a loader passed over
     (data.on_bad_label=skip), when there were any."""
     images = torch.stack([torch.as_tensor(s["image"]) for s in samples])
-    batch: dict = {"image": images, "frame": [s["frame"] for s in samples]}
+    batch: Batch = {"image": images, "frame": [s["frame"] for s in samples]}
     tasks = sorted(set().union(*(s["has"] for s in samples)))
     batch["has"] = {t: torch.tensor([t in s["has"] for s in samples]) for t in tasks}
     keys = sorted(set().union(*samples) - set(NOT_TARGETS))
