@@ -7,7 +7,7 @@ threads each, how often a failed run is retried, and the SLURM resources of one 
 
 Command-line overrides (`launcher.backend=local launcher.workers=2`) go over the suite's keys.
 Unset `backend`: `sequential` where a GPU is visible (one GPU, one run at a time), else
-`DEFAULT_CPU_BACKEND` (the faster on the measured 2-core machine, README "Running suites in parallel").
+`DEFAULT_CPU_BACKEND` (README "Running suites in parallel and on SLURM": the measurement that picks it).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from perception_mtl.config import ConfigError
 
 BACKENDS = ("sequential", "local", "submitit")  # ray: not installed, see README "Running suites in parallel"
 CLUSTERS = ("auto", "slurm", "local")
-DEFAULT_CPU_BACKEND = "local"
+DEFAULT_CPU_BACKEND = "sequential"  # until tools/bench_launcher.py on an idle machine shows local faster
 
 
 @dataclass
