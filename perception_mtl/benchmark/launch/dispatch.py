@@ -21,6 +21,7 @@ from typing import Protocol
 
 from perception_mtl.benchmark.launch.failure import Failure
 from perception_mtl.benchmark.launch.job import Job
+from perception_mtl.benchmark.run import headline, read_record
 from perception_mtl.benchmark.suite import Run
 
 
@@ -53,8 +54,6 @@ class Progress:
             print(f"[{k}/{self.total}] {job.name}: {text}", flush=True)
 
     def finished(self, k: int, job: Job, seconds: float) -> None:
-        from perception_mtl.benchmark.runner import headline, read_record
-
         record = read_record(job.run_dir)
         test = record.get("test")
         metrics = f"{test['split']} {headline(test['metrics'])}" if test else headline(record["metrics"])

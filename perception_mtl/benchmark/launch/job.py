@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
+from perception_mtl.benchmark.run import evaluate_on_test, has_test, read_record, selected_checkpoint, train_run
 from perception_mtl.benchmark.suite import Run, Suite
 from perception_mtl.config import ConfigError
 from perception_mtl.data.files import DatasetError
@@ -43,8 +44,6 @@ class Job:
 
     def finished(self) -> bool:
         """result.json is there, with the suite's test evaluation where it has a `test`."""
-        from perception_mtl.benchmark.runner import has_test, read_record
-
         record = read_record(self.run_dir)
         return record is not None and (self.suite.test is None or has_test(record, self.suite.test))
 
@@ -52,8 +51,6 @@ class Job:
 def execute(job: Job) -> None:
     """Train (or resume from last.pt) and test `job`'s run, under its folder's lock; then delete its
     checkpoints unless kept. A finished run is left as it is."""
-    from perception_mtl.benchmark.runner import evaluate_on_test, has_test, read_record, selected_checkpoint, train_run
-
     if job.threads:
         torch.set_num_threads(job.threads)
     job.run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,105 @@
+"""One run of a suite, as every launcher executes it (`launch/job.py`): train or resume it and
+write its result.json, evaluate its selected checkpoint once on the held-out split, read its
+record back. It sits below both the runner and the launchers, so neither imports the other back.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from perception_mtl.benchmark.suite import Run, Suite
+from perception_mtl.engine.checkpoint_eval import evaluate_checkpoint, open_checkpoint
+from perception_mtl.engine.trainer import Trainer
+from perception_mtl.metric_key import MetricKey
+from perception_mtl.tasks import TASKS
+
+
+def latency_ms(model: torch.nn.Module, size: tuple[int, int], repeats: int = 20) -> float:
+    """Median forward time (ms) of one image at `size`, no grad, after 3 warm-up calls."""
+    model.eval()
+    device = next(model.parameters()).device
+    image = torch.rand(1, 3, *size, device=device)
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 3):
+            tic = time.perf_counter()
+            model(image)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # kernels run asynchronously: time their end
+            if i >= 3:
+                times.append(1000 * (time.perf_counter() - tic))
+    return statistics.median(times)
+
+
+def write_record(run_dir: Path, record: dict) -> None:
+    """result.json through a temporary file and a rename: a kill never leaves half a file."""
+    tmp = run_dir / ".result.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, run_dir / "result.json")
+
+
+def train_run(suite: Suite, run: Run, results_dir: Path) -> dict:
+    """Train (or resume) one run and write its result.json; returns the record."""
+    out = results_dir / run.folder
+    cfg = suite.config(run, out)
+    trainer = Trainer(cfg)
+    metrics = trainer.fit()
+    if not metrics:  # finished before this call, e.g. killed between the last save and result.json
+        from perception_mtl.engine.evaluator import evaluate_parts
+        metrics, _ = evaluate_parts(trainer.model, trainer.tasks, trainer.val, tuple(cfg.data.size))
+    record = {
+        "run": run.label, "kind": run.kind, "method": run.method, "seed": run.seed,
+        "tasks": [t for t in cfg.tasks if t not in cfg.aux_tasks], "aux_tasks": list(cfg.aux_tasks),
+        "metrics": metrics, "sweep": run.sweep, **({"tune": run.tune} if run.tune else {}),
+        "balancer": {"name": cfg.balancer.name, "params": OmegaConf.to_container(cfg.balancer.params, resolve=True)},
+        "directions": {k: trainer.tasks[(m := MetricKey.parse(k)).task].directions[m.metric] for k in metrics},
+        "params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "train_time_s": trainer.train_time,
+        "latency_ms": latency_ms(trainer.model, tuple(cfg.data.size)),
+        "steps": trainer.step,
+    }
+    write_record(out, record)
+    return record
+
+
+def selected_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint training selected on val: best.pt (best `train.best_metric`), else last.pt."""
+    return run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
+
+
+def evaluate_on_test(run_dir: Path, record: dict, test: dict) -> dict:
+    """Evaluate the run's selected checkpoint on the held-out split once; returns the record with
+    its "test" entry (split, limit, checkpoint, step, frames, metrics), also written to result.json."""
+    checkpoint = selected_checkpoint(run_dir)
+    opened = open_checkpoint(checkpoint, test["split"], test["limit"])
+    metrics = evaluate_checkpoint(opened, progress=False)
+    record = {**record, "test": {**test, "checkpoint": checkpoint.name, "step": opened.state["step"],
+                                 "frames": opened.frames, "metrics": metrics}}
+    write_record(run_dir, record)
+    return record
+
+
+def read_record(run_dir: Path) -> dict | None:
+    """The run's result.json, or None when absent or unreadable (which means: train again)."""
+    try:
+        return json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def has_test(record: dict, test: dict) -> bool:
+    """Whether the record already holds the evaluation on `test`'s split and limit."""
+    done = record.get("test") or {}
+    return (done.get("split"), done.get("limit")) == (test["split"], test["limit"])
+
+
+def headline(metrics: dict[str, float]) -> str:
+    """The key metrics (`Task.key_metrics`) of a run's results, for its progress line."""
+    return ", ".join(f"{key} {value:.3f}" for key, value in metrics.items()
+                     if (k := MetricKey.parse(key)).metric in TASKS.get(k.task).dashboard_metrics())
