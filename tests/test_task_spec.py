@@ -127,3 +127,32 @@ def test_metric_keys_parse_and_print_in_one_place(text, key):
 def test_a_malformed_metric_key_is_named(text):
     with pytest.raises(ValueError, match="is not '<task>/<metric>"):
         MetricKey.parse(text)
+
+
+def test_normals_appear_on_the_leaderboard_and_in_the_transfer_report(tmp_path):
+    import json
+
+    from perception_mtl.analysis.leaderboard import write_leaderboard
+    from perception_mtl.analysis.transfer import write_transfer_report
+
+    directions = {**{f"seg/{m}": up for m, up in TASKS.get("seg").directions.items()},
+                  **{f"normals/{m}": up for m, up in TASKS.get("normals").directions.items()}}
+    for seed, jitter in enumerate((-0.2, 0.0, 0.3)):
+        for run, kind, metrics in [("stl-seg", "stl", {"seg/mIoU": 0.50, "seg/pixel_acc": 0.9}),
+                                   ("stl-normals", "stl", {"normals/mean_err": 10.0 + jitter, "normals/median_err": 8.0,
+                                                           "normals/within_11.25": 0.6}),
+                                   ("equal", "mtl", {"seg/mIoU": 0.50, "seg/pixel_acc": 0.9,
+                                                     "normals/mean_err": 12.0 + jitter, "normals/median_err": 9.0,
+                                                     "normals/within_11.25": 0.5})]:
+            record = {"run": run, "kind": kind, "method": "equal", "seed": seed,
+                      "tasks": sorted({k.split("/")[0] for k in metrics}), "metrics": metrics,
+                      "directions": {k: directions[k] for k in metrics}, "params": 1, "train_time_s": 1.0,
+                      "latency_ms": 1.0, "steps": 1}
+            folder = tmp_path / "runs" / run / f"seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / "result.json").write_text(json.dumps(record))
+    (tmp_path / "suite.yaml").write_text("name: n\ntasks: [seg, normals]\nseeds: [0, 1, 2]\nmethods: [equal]\n")
+    board = write_leaderboard(tmp_path, wandb_mode="disabled")["md"].read_text()
+    assert "normals/mean_err" in board and "| equal |" in board
+    report = write_transfer_report(tmp_path).read_text()
+    assert "| equal | normals | normals/mean_err | +19.93 |" in report  # its primary metric, ~20% worse (+ = worse)
