@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
+from omegaconf import OmegaConf
 
-from perception_mtl.benchmark import runner
 from perception_mtl.benchmark.launch.dispatch import write_manifest
+from perception_mtl.benchmark.launch import job as job_module
 from perception_mtl.benchmark.launch.job import Job, execute
 from perception_mtl.benchmark.launch.settings import launcher_config
 from perception_mtl.benchmark.launch.submitit_backend import executor
@@ -77,7 +78,7 @@ def test_sequential_runs_keep_no_checkpoints_and_write_one_log_each(sequential):
     assert "FAILED" not in (sequential / "leaderboard.md").read_text()
 
 
-@pytest.mark.parametrize("backend", ["local", "submitit"])
+@pytest.mark.parametrize("backend", ["local", pytest.param("submitit", marks=pytest.mark.slow)])  # a process per run
 def test_parallel_backends_give_the_sequential_numbers(sequential, tiny_world, tmp_path, backend, capsys):
     out = run_suite(_suite(tmp_path, tiny_world), tmp_path / "out",
                     [f"launcher.backend={backend}", "launcher.cluster=local", "launcher.workers=2",
@@ -121,14 +122,14 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_last_checkpoint(tiny_wo
 def test_a_run_failing_every_attempt_is_reported_and_only_it_is_redone(tiny_world, tmp_path, monkeypatch, capsys):
     suite = _suite(tmp_path, tiny_world, methods="[equal, uncertainty]", extra="keep_checkpoints: true\n")
     out = tmp_path / "out"
-    train_run = runner.train_run
+    train_run = job_module.train_run
 
     def broken(suite, run, results_dir):
         if run.label == "uncertainty":
             raise RuntimeError("planted fault")
         return train_run(suite, run, results_dir)
 
-    monkeypatch.setattr(runner, "train_run", broken)
+    monkeypatch.setattr(job_module, "train_run", broken)
     with pytest.raises(RunsFailed, match="1 run\\(s\\) failed every attempt: uncertainty seed 0"):
         run_suite(suite, out, ["launcher.backend=sequential", "launcher.retries=1"])
     failed = json.loads((out / "runs/uncertainty/seed0/failed.json").read_text())
@@ -138,7 +139,7 @@ def test_a_run_failing_every_attempt_is_reported_and_only_it_is_redone(tiny_worl
     assert "| equal |" in board and "| uncertainty |" not in board
     assert (out / "runs/equal/seed0/last.pt").exists()  # keep_checkpoints: true
 
-    monkeypatch.setattr(runner, "train_run", train_run)
+    monkeypatch.setattr(job_module, "train_run", train_run)
     capsys.readouterr()
     run_suite(suite, out, ["launcher.backend=sequential"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
@@ -200,7 +201,7 @@ def test_the_slurm_job_of_a_run_asks_for_the_suites_resources(tmp_path, monkeypa
     (tmp_path / "bin/srun").write_text("#!/bin/sh\nexit 1\n")
     (tmp_path / "bin/srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
-    launcher = launcher_config(Suite.load(ROOT / "configs/benchmark/full.yaml").spec)  # the SLURM recipe
+    launcher = launcher_config(OmegaConf.to_container(OmegaConf.load(ROOT / "configs/benchmark/full.yaml")))
     ex = executor(launcher, tmp_path / "jobs", "full")
     script = ex._executor._make_submission_file_text("python -u -m submitit.core._submit jobs", "uid")  # noqa: SLF001
     for line in ("--partition=gpu", "--gpus-per-node=1", "--cpus-per-task=10", "--mem=48GB", "--time=240",

@@ -18,7 +18,7 @@ from perception_mtl.benchmark.launch.failure import Failure
 from perception_mtl.benchmark.launch.job import BAD_INPUT, BAD_INPUT_EXIT, Job, execute
 
 CONTEXT = multiprocessing.get_context("forkserver")
-CONTEXT.set_forkserver_preload(["perception_mtl.benchmark.runner"])
+CONTEXT.set_forkserver_preload(["perception_mtl.benchmark.launch.job"])
 
 
 def die_with_launcher() -> None:

@@ -39,6 +39,12 @@ def executor(launcher: LauncherConfig, folder: Path, name: str, cluster: str | N
     return ex
 
 
+def last_line(text: str) -> str:
+    """The last non-empty line of an error's text (a traceback's exception)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 class SubmititBackend:
     def __init__(self, launcher: LauncherConfig, folder: Path, name: str):
         self.executor = executor(launcher, folder, name)
@@ -47,12 +53,14 @@ class SubmititBackend:
     def attempt(self, job: Job) -> Failure | None:
         """Submit `job` and wait for it; None when its run finished."""
         with self.submitting:
-            submitted = self.executor.submit(execute_in_job, job)
+            try:
+                submitted = self.executor.submit(execute_in_job, job)
+            except submitit.core.utils.FailedSubmissionError as err:  # sbatch refused it: partition, account, ...
+                return Failure(f"submission refused: {last_line(str(err))}", str(self.executor.folder), retry=False)
         try:
             bad_input = submitted.result()
         except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as err:
-            lines = [line for line in str(err).splitlines() if line.strip()]
-            return Failure(f"submitit job {submitted.job_id}: {lines[-1] if lines else type(err).__name__}",
+            return Failure(f"submitit job {submitted.job_id}: {last_line(str(err)) or type(err).__name__}",
                            str(submitted.paths.stderr), retry=True)
         if bad_input:
             return Failure(bad_input.splitlines()[0], str(submitted.paths.stderr), retry=False)
