@@ -44,11 +44,14 @@ def export_graph(model: nn.Module, size: tuple[int, int], path: str | Path, fmt:
     with warnings.catch_warnings():
         # the model keeps its last features in a plain attribute (balancers read it); the graph ignores it
         warnings.filterwarnings("ignore", message=".*were assigned during export.*")
+        # torch.export.save's caution for weights off the CPU: export always runs on the CPU here
+        warnings.filterwarnings("ignore", message="No complete tensor found in the group")
         _write(graph, images, shapes, path, fmt)
     return graph.names
 
 
 def _write(graph: FlatOutputs, images: torch.Tensor, shapes: dict | None, path: Path, fmt: str) -> None:
+    """Trace `graph` on `images` (B, 3, H, W) with `shapes` and write it to `path` in `fmt`."""
     if fmt == "onnx":
         torch.onnx.export(graph, (images,), str(path), input_names=["images"], output_names=graph.names,
                           dynamic_shapes=shapes, dynamo=True, verbose=False)

@@ -32,7 +32,8 @@ def read_image(path: Path) -> np.ndarray:
 
 @dataclass
 class FrameSource:
-    """What `open_frames` found: `images` (files) or a `video` file, its frame count and rate."""
+    """What `open_frames` found: `images` (files) or a `video` file, its frame count and rate
+    (10 fps for a container that states none; the rate only times the annotated video)."""
 
     path: Path
     images: list[Path]

@@ -3,7 +3,6 @@ same call, same raw outputs, so `predict_batch`, `evaluate` and the overlays wor
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import torch
@@ -41,10 +40,7 @@ class ExportedModel(nn.Module):
         elif self.path.suffix == ".pt2":
             self.session = None
             extra = {NAMES_FILE: ""}
-            with warnings.catch_warnings():
-                # torch.export.load's note about weights not on the CPU: ours are saved from the CPU
-                warnings.filterwarnings("ignore", message="No complete tensor found in the group")
-                self.program = torch.export.load(str(self.path), extra_files=extra).module()
+            self.program = torch.export.load(str(self.path), extra_files=extra).module()
             self.names = json.loads(extra[NAMES_FILE])
         else:
             raise ValueError(f"{self.path}: an exported graph is a .onnx or .pt2 file")
