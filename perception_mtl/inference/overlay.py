@@ -54,7 +54,8 @@ def overlay(image: np.ndarray, predictions: dict, num_classes: int = 19, max_dep
         if panel == "det":
             det = predictions["det"]
             keep = np.asarray(det["scores"]) >= score_thresh
-            draw_boxes(ax, np.asarray(det["boxes"])[keep], np.asarray(det["labels"])[keep], np.asarray(det["scores"])[keep])
+            boxes, labels, scores = (np.asarray(det[k])[keep] for k in ("boxes", "labels", "scores"))
+            draw_boxes(ax, boxes, labels, scores)
             ax.set_title(f"detections (score >= {score_thresh:g})", fontsize=7)
         elif panel == "seg":
             blend = 0.45 * image + 0.55 * colorize_semantic(np.asarray(predictions["seg"]), num_classes)

@@ -22,7 +22,8 @@ from perception_mtl.inference.runtime import ExportedModel
 from perception_mtl.tasks.base import Task
 
 
-def load_model(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[DictConfig, dict[str, Task], nn.Module]:
+def load_model(checkpoint: str | Path,
+               overrides: list[str] | tuple[str, ...] = ()) -> tuple[DictConfig, dict[str, Task], nn.Module]:
     """(config with `overrides`, tasks, model with the checkpoint's weights in eval mode, on the CPU)."""
     state = load_checkpoint(checkpoint, "predict with the last.pt or best.pt of a run that finished writing it")
     cfg = load_config(None, list(overrides), defaults=None, base=OmegaConf.create(state["config"]))

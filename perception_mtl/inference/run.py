@@ -41,8 +41,9 @@ def predict_frames(predictor: Predictor, source: FrameSource, out_dir: str | Pat
             preds = predictor.frame(rgb)
             if writer is not None:
                 image = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None]
-                writer.add({"image": image, "frame": [name], "has": {t: torch.ones(1, dtype=torch.bool) for t in preds}},
-                           {t: [p] if t == "det" else p[None] for t, p in preds.items()})
+                has = {t: torch.ones(1, dtype=torch.bool) for t in preds}
+                writer.add({"image": image, "frame": [name], "has": has},
+                           {t: [p] if isinstance(p, dict) else p[None] for t, p in preds.items()})  # a batch of one
             picture = overlay(rgb, preds, cfg.data.seg_classes, cfg.task.depth.max_depth, score_thresh, name)
             Image.fromarray(picture).save(out / "overlays" / f"{name}.png")
             count += 1
