@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     # a fixed-batch graph takes one frame at a time
     overrides = [*args.overrides, *([] if args.dynamic_batch else ["train.batch_size=1"])]
     opened = open_checkpoint(args.checkpoint, args.split, args.check, overrides)
-    loader, part_tasks = next(iter(opened.loaders.values()))
+    loader, part_tasks = next(iter(opened.loaders.values()))  # the first dataset of a data.mix
     parity = check_parity(model, ExportedModel(out, model.heads), {t: tasks[t] for t in part_tasks}, loader, size)
     print(f"parity on {parity.frames} {args.split} frames (max |graph - torch|):")
     for name, diff in parity.raw.items():
