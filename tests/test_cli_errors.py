@@ -44,6 +44,14 @@ CASES = [  # tool, arguments, what the message must say
     ("bench_speed", ["--steps", "0"], "--steps and --eval-frames must be >= 1"),
     ("bench_speed", ["model.backbone=resnet18"], "Add model.weights=null"),
     ("bench_speed", [f"data.root={NOWHERE}"], "make_synthetic.py"),
+    ("bench_inference", ["train.stepz=3"], "unknown key 'train.stepz'; did you mean train.steps?"),
+    ("bench_launcher", ["--suite", f"{NOWHERE}/s.yaml", "--out", "{tmp}/bl", "--launch", "launcher.backend=sequential"],
+     "no suite file"),
+    ("export", ["--checkpoint", f"{NOWHERE}/last.pt", "--out", "{tmp}/m.onnx"], "no checkpoint at"),
+    ("predict", ["--checkpoint", f"{NOWHERE}/last.pt", "--input", "{tmp}", "--out", "{tmp}/p"], "no checkpoint at"),
+    ("show_predictions", ["--checkpoint", f"{NOWHERE}/last.pt"], "no checkpoint at"),
+    ("make_video", ["--frames", "{tmp}", "--out", "{tmp}/v.mp4"], "holds no .png/.jpg/.jpeg images"),
+    ("screenshot_page", [f"{NOWHERE}/p.html", "{tmp}/s.png"], "no page at"),
 ]
 
 
