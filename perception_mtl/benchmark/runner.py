@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 
 from perception_mtl.benchmark.launch.local import LocalBackend
 from perception_mtl.benchmark.launch.sequential import SequentialBackend
-from perception_mtl.benchmark.launch.settings import LauncherConfig, launcher_config, on_this_machine
+from perception_mtl.benchmark.launch.settings import LauncherConfig, launcher_config, on_this_machine, run_threads
 from perception_mtl.benchmark.suite import Run, Suite
 from perception_mtl.config import ConfigError
 from perception_mtl.data.build import val_loaders
@@ -86,8 +86,9 @@ def run_suite(suite: Suite, results_dir: Path | None = None, launch: list[str] |
     ensure_world(suite)
     experiments = [(e, results_dir / e.key) for e in suite.experiments()] or [(suite, results_dir)]
     os.environ.setdefault("WANDB_SILENT", "true")  # suite runs: no W&B banner per run (console capture is off)
-    print(f"launcher: {launcher.backend}, {launcher.workers or 'as many as SLURM runs'} at once, "
-          f"{launcher.threads or 'default'} threads each, {launcher.retries} retries", flush=True)
+    at_once = launcher.workers if on_this_machine(launcher) else f"up to {launcher.parallel or 'every'} SLURM job(s)"
+    print(f"launcher: {launcher.backend}, {at_once} at once, {run_threads(launcher) or 'default'} threads each, "
+          f"{launcher.retries} retries", flush=True)
     failed: list[str] = []
     for experiment, folder in experiments:
         if experiment is not suite:
@@ -123,8 +124,7 @@ def run_experiment(suite: Suite, results_dir: Path, launcher: LauncherConfig) ->
         raise ConfigError(f"{suite.path}: keep_checkpoints must be true or false, got {keep!r}")
     jobs = []
     for k, run in enumerate(runs, 1):
-        job = Job(suite, run, results_dir, launcher.threads if on_this_machine(launcher) else launcher.cpus_per_run,
-                  keep)
+        job = Job(suite, run, results_dir, run_threads(launcher), keep)
         if job.finished():
             print(f"[{k}/{len(runs)}] {job.name}: done, skipped", flush=True)
         else:

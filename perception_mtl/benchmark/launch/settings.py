@@ -93,6 +93,12 @@ def launcher_config(suite_spec: dict, overrides: list[str] | tuple[str, ...] = (
     return launcher
 
 
+def run_threads(launcher: LauncherConfig) -> int | None:
+    """Torch threads of each run: `threads` here, on SLURM `threads` else `cpus_per_run`; None: torch's
+    default."""
+    return launcher.threads if on_this_machine(launcher) else (launcher.threads or launcher.cpus_per_run)
+
+
 def on_this_machine(launcher: LauncherConfig) -> bool:
     """Whether the runs execute here (not on SLURM nodes)."""
     return launcher.backend != "submitit" or submitit_cluster(launcher) == "local"
