@@ -44,6 +44,8 @@ CASES = [  # tool, arguments, what the message must say
     ("bench_speed", ["--steps", "0"], "--steps and --eval-frames must be >= 1"),
     ("bench_speed", ["model.backbone=resnet18"], "Add model.weights=null"),
     ("bench_speed", [f"data.root={NOWHERE}"], "make_synthetic.py"),
+    ("bench_decoders", ["--batch", "1"], "--batch must be >= 2"),
+    ("bench_decoders", ["task.seg.decoder=nope"], "choose from ['light', 'fpn', 'deeplabv3plus', 'unet']"),
     ("bench_inference", ["train.stepz=3"], "unknown key 'train.stepz'; did you mean train.steps?"),
     ("bench_launcher", ["--suite", f"{NOWHERE}/s.yaml", "--out", "{tmp}/bl", "--launch", "launcher.backend=sequential"],
      "no suite file"),

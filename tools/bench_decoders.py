@@ -20,22 +20,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from perception_mtl.config import ConfigError, load_config  # noqa: E402
+from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
+from perception_mtl.config import ConfigError  # noqa: E402
+from perception_mtl.engine.builders import load_config  # noqa: E402
 from perception_mtl.models.backbone import Backbone  # noqa: E402
 from perception_mtl.models.heads.decoders import DECODERS, build_dense_head  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
-    try:
-        cfg = load_config(None, args.overrides)
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        sys.exit(2)
+@exits_2_on_bad_input
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=8, help="images per timed forward + backward")
+    parser.add_argument("--repeats", type=int, default=10, help="timed rounds over the decoders (after 1 warm-up)")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. data.size=[256,512])")
+    args = parser.parse_args(argv)
+    if args.batch < 2 or args.repeats < 1:
+        raise ConfigError("--batch must be >= 2 (BatchNorm after ASPP's pooling) and --repeats >= 1")
+    cfg = load_config(None, args.overrides)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     m, (h, w) = cfg.model, cfg.data.size
     strides = Backbone.from_config(m).strides
     feats = {s: torch.randn(args.batch, m.neck_channels, h // s, w // s) for s in strides}
