@@ -147,3 +147,5 @@ def test_builder_errors_name_the_culprit():
         build_dense_head("unet", 64, [4, 8, 16], K, 64)
     with pytest.raises(ValueError, match="repeats"):
         config("task.seg.loss=dice+dice")
+    with pytest.raises(ConfigError, match=r"task.depth.decoder=deeplabv3plus needs train.batch_size >= 2"):
+        config("task.depth.decoder=deeplabv3plus", "train.batch_size=1")

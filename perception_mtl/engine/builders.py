@@ -71,6 +71,10 @@ def check(cfg: DictConfig) -> None:
     choice("data.seg_classes", cfg.data.seg_classes, [7, 19])
     choice("task.seg.decoder", cfg.task.seg.decoder, list(DECODERS))
     choice("task.depth.decoder", cfg.task.depth.decoder, list(DECODERS))
+    for task in ("seg", "depth"):
+        if cfg.task[task].decoder == "deeplabv3plus" and cfg.train.batch_size < 2:
+            raise ConfigError(f"task.{task}.decoder=deeplabv3plus needs train.batch_size >= 2 (BatchNorm after ASPP's "
+                              f"image pooling), got {cfg.train.batch_size}; use another decoder or a larger batch")
     try:
         seg_loss_terms(cfg.task.seg.loss)
     except ValueError as err:
