@@ -8,7 +8,9 @@ so nothing is loaded): det+seg+depth on one backbone, and det, seg and depth eac
 same backbone. Times the raw outputs (the exported graph; post-processing is the same Python step
 for every row and runs once per task either way): batch-1 latency median and p90 over --reps
 calls, batch-8 throughput over --batch-reps calls, with --threads intra-op threads in both
-runtimes. "3 single-task models" runs the three one after another on the same images. Prints a
+runtimes (ONNX Runtime's threads do not spin between runs, so that the three sessions of the
+single-task models do not take each other's cores). "3 single-task models" runs the three one
+after another on the same images. Prints a
 table and the ratios. Run it on an idle machine: another job on the same cores distorts every figure.
 """
 from __future__ import annotations

@@ -65,7 +65,8 @@ def runners(models: dict[str, nn.Module], size: tuple[int, int], runtime: str, f
     for name, model in models.items():
         path = folder / f"{name}.onnx"
         export_graph(model, size, path, "onnx", dynamic_batch=True)
-        out[name] = ExportedModel(path, model.heads, threads)
+        # no spinning: three sessions taking turns would otherwise spin on the cores the next one needs
+        out[name] = ExportedModel(path, model.heads, threads, spinning=False)
     return out
 
 

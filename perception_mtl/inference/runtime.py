@@ -12,14 +12,18 @@ from perception_mtl.inference.export import NAMES_FILE
 from perception_mtl.inference.graph import RawOutputs, unflatten_outputs
 
 
-def onnx_session(path: str | Path, threads: int | None = None):
-    """An ONNX Runtime CPU session of `path`, with `threads` intra-op threads (None: its default)."""
+def onnx_session(path: str | Path, threads: int | None = None, spinning: bool = True):
+    """An ONNX Runtime CPU session of `path`, with `threads` intra-op threads (None: its default);
+    `spinning=False` stops its idle threads spinning after a run, which matters when several
+    sessions take turns on the same cores."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -29,12 +33,12 @@ class ExportedModel(nn.Module):
     are not used for the outputs) carry what the tasks' post-processing reads: FCOS anchors and
     thresholds."""
 
-    def __init__(self, path: str | Path, heads: nn.ModuleDict, threads: int | None = None):
+    def __init__(self, path: str | Path, heads: nn.ModuleDict, threads: int | None = None, spinning: bool = True):
         super().__init__()
         self.path = Path(path)
         self.heads = heads
         if self.path.suffix == ".onnx":
-            self.session = onnx_session(self.path, threads)
+            self.session = onnx_session(self.path, threads, spinning)
             self.names = [o.name for o in self.session.get_outputs()]
             self.program = None
         elif self.path.suffix == ".pt2":
