@@ -14,3 +14,15 @@ TINY = WorldSpec(train=6, val=3, seed=7, height=64, width=128)
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6 train + 3 val frames at 64x128 in the Cityscapes layout."""
     return generate(tmp_path_factory.mktemp("world"), TINY, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """last.pt of 3 training steps of timm's test_resnet on the tiny world (det, seg, depth)."""
+    from helpers import tiny_config
+
+    from perception_mtl.engine.trainer import Trainer
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    Trainer(tiny_config(tiny_world, out, "train.steps=3")).fit()
+    return out / "last.pt"

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from perception_mtl.engine.builders import build_model, build_tasks
-from perception_mtl.engine.trainer import Trainer
 from perception_mtl.inference.export import export_graph
 from perception_mtl.inference.parity import check_parity
 from perception_mtl.inference.predictor import load_model
@@ -22,17 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_world, tmp_path_factory) -> Path:
-    """last.pt of 3 training steps of test_resnet on the tiny world (all three tasks)."""
-    out = tmp_path_factory.mktemp("run")
-    Trainer(tiny_config(tiny_world, out, "train.steps=3")).fit()
-    return out / "last.pt"
-
-
-@pytest.fixture(scope="module")
-def onnx_file(checkpoint, tmp_path_factory) -> Path:
-    """The checkpoint's model as ONNX with a dynamic batch (exported at batch 2)."""
-    cfg, _, model = load_model(checkpoint)
+def onnx_file(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny checkpoint's model as ONNX with a dynamic batch (exported at batch 2)."""
+    cfg, _, model = load_model(tiny_checkpoint)
     path = tmp_path_factory.mktemp("onnx") / "m.onnx"
     names = export_graph(model, tuple(cfg.data.size), path, "onnx", dynamic_batch=True)
     assert names == ["det.cls_logits", "det.bbox_regression", "det.bbox_ctrness", "seg", "depth"]
@@ -46,11 +37,11 @@ def _val_loader(checkpoint: Path, batch: int):
     return next(iter(opened.loaders.values()))[0]
 
 
-def test_onnx_graph_matches_pytorch_on_world_frames(checkpoint, onnx_file):
-    cfg, tasks, model = load_model(checkpoint)
+def test_onnx_graph_matches_pytorch_on_world_frames(tiny_checkpoint, onnx_file):
+    cfg, tasks, model = load_model(tiny_checkpoint)
     for batch in (3, 1):  # exported at batch 2: the batch dimension is dynamic
         parity = check_parity(model, ExportedModel(onnx_file, model.heads), tasks,
-                              _val_loader(checkpoint, batch), tuple(cfg.data.size))
+                              _val_loader(tiny_checkpoint, batch), tuple(cfg.data.size))
         assert parity.frames == 3
         assert set(parity.raw) == {"det.cls_logits", "det.bbox_regression", "det.bbox_ctrness", "seg", "depth"}
         assert max(parity.raw.values()) <= 1e-4, parity.raw
@@ -60,23 +51,23 @@ def test_onnx_graph_matches_pytorch_on_world_frames(checkpoint, onnx_file):
         assert 0 < parity.torch_metrics["seg/pixel_acc"] < 1  # predictions that the metrics can tell apart
 
 
-def test_parity_check_notices_a_different_graph(checkpoint, onnx_file):
-    cfg, tasks, model = load_model(checkpoint)
+def test_parity_check_notices_a_different_graph(tiny_checkpoint, onnx_file):
+    cfg, tasks, model = load_model(tiny_checkpoint)
     with torch.no_grad():
         model.heads["depth"].out.bias += 0.5  # the PyTorch side changed after export
-    parity = check_parity(model, ExportedModel(onnx_file, model.heads), tasks, _val_loader(checkpoint, 3),
+    parity = check_parity(model, ExportedModel(onnx_file, model.heads), tasks, _val_loader(tiny_checkpoint, 3),
                           tuple(cfg.data.size))
     assert parity.raw["depth"] == pytest.approx(0.5, abs=1e-3) and parity.raw["seg"] <= 1e-4
     assert not parity.passes()
 
 
-def test_fixed_batch_graph_and_torch_export_program(checkpoint, tmp_path):
-    cfg, tasks, model = load_model(checkpoint)
+def test_fixed_batch_graph_and_torch_export_program(tiny_checkpoint, tmp_path):
+    cfg, tasks, model = load_model(tiny_checkpoint)
     export_graph(model, tuple(cfg.data.size), tmp_path / "fixed.onnx", "onnx")
     assert onnx_session(tmp_path / "fixed.onnx").get_inputs()[0].shape == [1, 3, *cfg.data.size]
     export_graph(model, tuple(cfg.data.size), tmp_path / "m.pt2", "torch_export", dynamic_batch=True)
-    parity = check_parity(model, ExportedModel(tmp_path / "m.pt2", model.heads), tasks, _val_loader(checkpoint, 3),
-                          tuple(cfg.data.size))
+    parity = check_parity(model, ExportedModel(tmp_path / "m.pt2", model.heads), tasks,
+                          _val_loader(tiny_checkpoint, 3), tuple(cfg.data.size))
     assert parity.passes() and parity.frames == 3
 
 
@@ -127,9 +118,9 @@ def _tool(name: str):
     return module.main
 
 
-def test_export_cli_checks_parity_and_rejects_bad_input(checkpoint, tmp_path, capsys):
+def test_export_cli_checks_parity_and_rejects_bad_input(tiny_checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
-        _tool("export")(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"), "--check", "3"])
+        _tool("export")(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "m.onnx"), "--check", "3"])
     out = capsys.readouterr().out
     assert done.value.code == 0 and "PASS" in out and "raw det.cls_logits" in out
     with pytest.raises(SystemExit) as done:

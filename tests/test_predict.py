@@ -11,10 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from perception_mtl.engine.trainer import Trainer
-
-from helpers import tiny_config
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,26 +22,19 @@ def _tool(name: str):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_world, tmp_path_factory) -> Path:
-    """last.pt of 2 training steps of test_resnet on the tiny world (all three tasks)."""
-    out = tmp_path_factory.mktemp("run")
-    Trainer(tiny_config(tiny_world, out, "train.steps=2")).fit()
-    return out / "last.pt"
-
-
-@pytest.fixture(scope="module")
 def world_images(tiny_world) -> list[Path]:
     return sorted((tiny_world / "leftImg8bit" / "val").rglob("*_leftImg8bit.png"))
 
 
-def test_folder_of_images_of_any_size(checkpoint, world_images, tmp_path, capsys):
+def test_folder_of_images_of_any_size(tiny_checkpoint, world_images, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     first = Image.open(world_images[0])
     first.save(folder / "a.png")
     first.resize((200, 90)).convert("RGB").save(folder / "b.jpg")  # another size and format
     (folder / "notes.txt").write_text("not an image: skipped")
-    _tool("predict")(["--checkpoint", str(checkpoint), "--input", str(folder), "--out", str(tmp_path / "out"), "--raw"])
+    _tool("predict")(["--checkpoint", str(tiny_checkpoint), "--input", str(folder), "--out", str(tmp_path / "out"),
+                      "--raw"])
     out = tmp_path / "out"
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "b.png"]
     overlay = np.asarray(Image.open(out / "overlays" / "a.png"))
@@ -61,13 +50,13 @@ def test_folder_of_images_of_any_size(checkpoint, world_images, tmp_path, capsys
     assert "2 frames" in capsys.readouterr().out
 
 
-def test_video_made_from_world_frames(checkpoint, world_images, tmp_path):
+def test_video_made_from_world_frames(tiny_checkpoint, world_images, tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()
     for path in world_images:
         Image.open(path).save(frames / path.name)
     _tool("make_video")(["--frames", str(frames), "--out", str(tmp_path / "clip.mp4"), "--fps", "4"])
-    _tool("predict")(["--checkpoint", str(checkpoint), "--input", str(tmp_path / "clip.mp4"),
+    _tool("predict")(["--checkpoint", str(tiny_checkpoint), "--input", str(tmp_path / "clip.mp4"),
                       "--out", str(tmp_path / "out")])
     n = len(world_images)
     assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == [f"clip_{i:06d}.png" for i in range(n)]
@@ -79,14 +68,14 @@ def test_video_made_from_world_frames(checkpoint, world_images, tmp_path):
     assert ok and frame.shape == first.shape
 
 
-def test_onnx_graph_gives_the_same_overlays_input(checkpoint, world_images, tmp_path):
+def test_onnx_graph_gives_the_same_overlays_input(tiny_checkpoint, world_images, tmp_path):
     from perception_mtl.inference.export import export_graph
     from perception_mtl.inference.frames import read_image
     from perception_mtl.inference.predictor import Predictor
 
-    torch_side = Predictor.from_checkpoint(checkpoint)
+    torch_side = Predictor.from_checkpoint(tiny_checkpoint)
     export_graph(torch_side.model, torch_side.size, tmp_path / "m.onnx")
-    onnx_side = Predictor.from_checkpoint(checkpoint, tmp_path / "m.onnx")
+    onnx_side = Predictor.from_checkpoint(tiny_checkpoint, tmp_path / "m.onnx")
     rgb = read_image(world_images[0])
     ours, theirs = torch_side.frame(rgb), onnx_side.frame(rgb)
     assert (ours["seg"] != theirs["seg"]).float().mean() < 1e-3
@@ -95,7 +84,7 @@ def test_onnx_graph_gives_the_same_overlays_input(checkpoint, world_images, tmp_
 
 
 @pytest.mark.parametrize("case", ["corrupt image", "empty folder", "not a video", "missing"])
-def test_unreadable_input_exits_2_naming_the_file(checkpoint, world_images, tmp_path, capsys, case):
+def test_unreadable_input_exits_2_naming_the_file(tiny_checkpoint, world_images, tmp_path, capsys, case):
     folder = tmp_path / "in"
     folder.mkdir()
     if case == "corrupt image":
@@ -111,18 +100,19 @@ def test_unreadable_input_exits_2_naming_the_file(checkpoint, world_images, tmp_
         culprit = folder / "nothing.png"
     target = folder if case == "corrupt image" else culprit
     with pytest.raises(SystemExit) as done:
-        _tool("predict")(["--checkpoint", str(checkpoint), "--input", str(target), "--out", str(tmp_path / "out")])
+        _tool("predict")(["--checkpoint", str(tiny_checkpoint), "--input", str(target),
+                          "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert done.value.code == 2 and str(culprit) in err and "Traceback" not in err
 
 
-def test_show_predictions_draws_prediction_truth_and_errors(checkpoint, tiny_world, tmp_path):
+def test_show_predictions_draws_prediction_truth_and_errors(tiny_checkpoint, tiny_world, tmp_path):
     out = tmp_path / "cmp.png"
-    _tool("show_predictions")(["--checkpoint", str(checkpoint), "--frames", "0", "2", "--out", str(out)])
+    _tool("show_predictions")(["--checkpoint", str(tiny_checkpoint), "--frames", "0", "2", "--out", str(out)])
     picture = np.asarray(Image.open(out))
     assert picture.shape[0] > picture.shape[1] / 3 and picture.std() > 10  # 4 rows of 4 panels
     with pytest.raises(SystemExit) as done:
-        _tool("show_predictions")(["--checkpoint", str(checkpoint), "--frames", "9", "--out", str(out)])
+        _tool("show_predictions")(["--checkpoint", str(tiny_checkpoint), "--frames", "9", "--out", str(out)])
     assert done.value.code == 2
 
 
