@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 NOWHERE = "/nonexistent/perception_mtl"
@@ -50,7 +51,7 @@ CASES = [  # tool, arguments, what the message must say
     ("bench_launcher", ["--suite", f"{NOWHERE}/s.yaml", "--out", "{tmp}/bl", "--launch", "launcher.backend=sequential"],
      "no suite file"),
     ("export", ["--checkpoint", f"{NOWHERE}/last.pt", "--out", "{tmp}/m.onnx"], "no checkpoint at"),
-    ("predict", ["--checkpoint", f"{NOWHERE}/last.pt", "--input", "{tmp}", "--out", "{tmp}/p"], "no checkpoint at"),
+    ("predict", ["--checkpoint", f"{NOWHERE}/last.pt", "--input", "{image}", "--out", "{tmp}/p"], "no checkpoint at"),
     ("show_predictions", ["--checkpoint", f"{NOWHERE}/last.pt"], "no checkpoint at"),
     ("make_video", ["--frames", "{tmp}", "--out", "{tmp}/v.mp4"], "holds no .png/.jpg/.jpeg images"),
     ("screenshot_page", [f"{NOWHERE}/p.html", "{tmp}/s.png"], "no page at"),
@@ -70,7 +71,9 @@ def paths(tmp_path) -> dict[str, str]:
     garbage.write_bytes(b"not a checkpoint")
     suite = tmp_path / "bad.yaml"
     suite.write_text("name: bad\ntasks: [det]\nseeds: [0]\nmethods: [nope]\n")
-    return {"tmp": str(tmp_path), "garbage": str(garbage), "bad_suite": str(suite)}
+    image = tmp_path / "frame.png"
+    Image.new("RGB", (32, 16)).save(image)
+    return {"tmp": str(tmp_path), "garbage": str(garbage), "bad_suite": str(suite), "image": str(image)}
 
 
 def test_every_tool_is_covered():
