@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from perception_mtl.balancing.uncertainty import UncertaintyWeighting
@@ -74,6 +75,19 @@ def test_loader_reads_normals_and_a_flip_mirrors_them(tiny_world):
     assert TARGETS["normals"].fill == 0.0
     dropped = LabelView(ds, [0], {0: {"normals"}})[0]
     assert "normals" not in dropped and dropped["has"] == set()
+
+
+def test_normals_survive_resize_and_box_sanitizing_on_a_three_box_frame():
+    from perception_mtl.data.transforms import build_transforms, transform_sample
+
+    normals = Normals(torch.nn.functional.normalize(torch.randn(3, 32, 64), dim=0))
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 20.0, 30.0], [1.0, 1.0, 1.5, 1.5]])  # the last is dropped
+    sample = transform_sample(build_transforms((16, 32), min_box_size=2.0),
+                              {"image": tv_tensors.Image(torch.zeros(3, 32, 64, dtype=torch.uint8)), "normals": normals,
+                               "frame": "f", "has": {"normals", "det"}},
+                              boxes, torch.tensor([1, 2, 3]), torch.zeros(3, dtype=torch.bool), True)
+    assert len(sample["boxes"]) == 2 and sample["normals"].shape == (3, 16, 32)
+    assert torch.equal(sample["normals"], normals[:, ::2, ::2])  # nearest neighbour, not interpolated
 
 
 def test_normals_metric_matches_a_direct_computation():

@@ -29,8 +29,16 @@ THRESHOLDS = (11.25, 22.5, 30.0)  # degrees
 BIN = 0.01  # degrees: the median is read from a histogram of this resolution (no per-pixel list)
 
 
-class Normals(tv_tensors.Mask):
-    """A (3, H, W) normal map: resized like a mask (nearest); a horizontal flip also negates x."""
+class Normals(tv_tensors.TVTensor):
+    """A (3, H, W) normal map: resized with nearest neighbour like a mask, mirrored with x
+    negated. Not a `Mask`: v2's SanitizeBoundingBoxes filters a mask whose first dimension equals
+    the number of boxes (per-instance masks), which a 3-channel map matches on 3-box frames."""
+
+
+@TF.register_kernel(functional=TF.resize, tv_tensor_cls=Normals)
+def _resize_normals(normals: Normals, size, interpolation=None, max_size=None, antialias=None) -> Normals:
+    out = TF.resize_mask(normals.as_subclass(torch.Tensor), size, max_size=max_size)
+    return tv_tensors.wrap(out, like=normals)
 
 
 @TF.register_kernel(functional=TF.horizontal_flip, tv_tensor_cls=Normals)
