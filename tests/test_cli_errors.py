@@ -71,7 +71,8 @@ def paths(tmp_path) -> dict[str, str]:
     garbage.write_bytes(b"not a checkpoint")
     suite = tmp_path / "bad.yaml"
     suite.write_text("name: bad\ntasks: [det]\nseeds: [0]\nmethods: [nope]\n")
-    image = tmp_path / "frame.png"
+    image = tmp_path / "input" / "frame.png"  # in a folder of its own: {tmp} must hold no image (make_video's case)
+    image.parent.mkdir()
     Image.new("RGB", (32, 16)).save(image)
     return {"tmp": str(tmp_path), "garbage": str(garbage), "bad_suite": str(suite), "image": str(image)}
 

@@ -21,6 +21,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from perception_mtl.data.files import DatasetError
 from perception_mtl.data.targets import LabelFiles, Target
+from perception_mtl.data.world.writer import normals_to_png
 from perception_mtl.models.heads.dense import DenseHead
 from perception_mtl.tasks.base import Exporter, Task, labelled
 from perception_mtl.tasks.registry import TASKS
@@ -141,6 +142,6 @@ class NormalPngs(Exporter):
     def add(self, batch: dict, i: int, frame: str, prediction: torch.Tensor) -> None:
         path = self.out / "normals" / f"{frame}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        png = np.round((prediction.permute(1, 2, 0).numpy() + 1.0) / 2.0 * 65535.0).astype(np.uint16)
+        png = normals_to_png(prediction.permute(1, 2, 0).numpy())
         if not cv2.imwrite(str(path), np.ascontiguousarray(png[..., ::-1])):  # PIL has no 16-bit RGB; OpenCV is BGR
             raise OSError(f"could not write {path}")
