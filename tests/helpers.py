@@ -1,12 +1,22 @@
 """Small builders shared by tests: the tiny training config and toy models for balancers."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from perception_mtl.engine.builders import load_config
+
+def tool_main(name: str):
+    """The `main` of tools/<name>.py, imported from its file (tools are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
 
 TINY_TRAIN = [
     "model.backbone=test_resnet", "model.weights=null", "data.size=[64,128]", "data.workers=0", "data.hflip=0.5",

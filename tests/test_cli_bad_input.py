@@ -5,7 +5,6 @@ a second run into a folder that holds one is refused, --overwrite replaces it, a
 logs hold each step once, best.pt holds the weights only, and files follow the umask."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -18,23 +17,17 @@ from perception_mtl.cli import original_message
 from perception_mtl.data.files import DatasetError
 from perception_mtl.engine.trainer import Trainer
 
-from helpers import TINY_TRAIN, tiny_config
+from helpers import TINY_TRAIN, tiny_config, tool_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def _exit_2(capsys, tool: str, *argv: str) -> list[str]:
     """Run the tool in-process; assert exit code 2 and no traceback; return the message's lines
     (what the tool printed from its "<kind> error:" line on, after any closed progress bar)."""
     with pytest.raises(SystemExit) as exit_:
-        _tool(tool)(list(argv))
+        tool_main(tool)(list(argv))
     err = capsys.readouterr().err
     assert exit_.value.code == 2, err
     assert "Traceback" not in err, err
@@ -126,18 +119,18 @@ def test_a_second_run_is_refused_overwrite_replaces_it_resume_continues_without_
     out = tmp_path / "run"
     args = [*TINY_TRAIN, f"data.root={tiny_world}", f"output_dir={out}", "train.checkpoint_every=2", "tasks=[seg]",
             "train.best_metric=seg/mIoU"]
-    _tool("train")([*args, "train.steps=2"])
+    tool_main("train")([*args, "train.steps=2"])
     lines = _exit_2(capsys, "train", *args, "train.steps=2")
     assert lines == [f"config error: {out} already holds a run (last.pt, best.pt, train.jsonl, metrics.jsonl); pass "
                      "--resume to continue it, --overwrite to replace it, or output_dir=<another folder>"]
     assert _exit_2(capsys, "train", *args, "--resume", "--overwrite")[0].startswith("config error: --resume continues")
     (out / "eval_val.json").write_text("{}")
-    _tool("train")([*args, "train.steps=3", "--overwrite"])
+    tool_main("train")([*args, "train.steps=3", "--overwrite"])
     assert not (out / "eval_val.json").exists()
     assert [json.loads(line)["step"] for line in (out / "train.jsonl").read_text().splitlines()] == [1, 2, 3]
     # killed after logging step 4, before its checkpoint: the resumed run logs step 4 again, once
     (out / "train.jsonl").write_text((out / "train.jsonl").read_text() + json.dumps({"step": 4}) + "\n")
-    _tool("train")([*args, "train.steps=5", "--resume"])  # continues from last.pt at step 3
+    tool_main("train")([*args, "train.steps=5", "--resume"])  # continues from last.pt at step 3
     assert [json.loads(line)["step"] for line in (out / "train.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
 
 

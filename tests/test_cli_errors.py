@@ -2,13 +2,14 @@
 never a traceback. The tools run in-process (their `main`), one also as a real subprocess."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from helpers import tool_main
 
 ROOT = Path(__file__).resolve().parents[1]
 NOWHERE = "/nonexistent/perception_mtl"
@@ -58,12 +59,6 @@ CASES = [  # tool, arguments, what the message must say
 ]
 
 
-def _main(tool: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{tool}", ROOT / "tools" / f"{tool}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
 
 @pytest.fixture
 def paths(tmp_path) -> dict[str, str]:
@@ -89,7 +84,7 @@ def test_bad_argument_exits_2_with_advice(tool, args, expected, paths, capsys, m
     monkeypatch.setattr(sys, "argv", [f"{tool}.py", *argv])
     monkeypatch.setenv("WANDB_MODE", "disabled")
     with pytest.raises(SystemExit) as exit_:
-        _main(tool)()
+        tool_main(tool)()
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert expected in err, err

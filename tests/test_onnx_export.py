@@ -3,7 +3,6 @@ the tiny world's frames: raw outputs within 1e-4, metrics within 1e-3 (the tiny 
 frames; `tools/export.py --check 50` runs the same check on 50 frames of a real run)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from perception_mtl.inference.parity import check_parity
 from perception_mtl.inference.predictor import load_model
 from perception_mtl.inference.runtime import ExportedModel, onnx_session
 
-from helpers import tiny_config
+from helpers import tiny_config, tool_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,19 +110,13 @@ def test_backbones_export(tiny_world, tmp_path, backbone):
     assert (theirs["det"]["cls_logits"] - ours["det"]["cls_logits"]).abs().max() <= 1e-4
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
 
 def test_export_cli_checks_parity_and_rejects_bad_input(tiny_checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
-        _tool("export")(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "m.onnx"), "--check", "3"])
+        tool_main("export")(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "m.onnx"), "--check", "3"])
     out = capsys.readouterr().out
     assert done.value.code == 0 and "PASS" in out and "raw det.cls_logits" in out
     with pytest.raises(SystemExit) as done:
-        _tool("export")(["--checkpoint", str(tmp_path / "missing.pt")])
+        tool_main("export")(["--checkpoint", str(tmp_path / "missing.pt")])
     err = capsys.readouterr().err
     assert done.value.code == 2 and "missing.pt" in err and "Traceback" not in err

@@ -2,7 +2,6 @@
 a video made from them, raw outputs in evaluate.py's formats, the ONNX path, and clear errors."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,14 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import tool_main
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +27,7 @@ def test_folder_of_images_of_any_size(tiny_checkpoint, world_images, tmp_path, c
     first.save(folder / "a.png")
     first.resize((200, 90)).convert("RGB").save(folder / "b.jpg")  # another size and format
     (folder / "notes.txt").write_text("not an image: skipped")
-    _tool("predict")(["--checkpoint", str(tiny_checkpoint), "--input", str(folder), "--out", str(tmp_path / "out"),
+    tool_main("predict")(["--checkpoint", str(tiny_checkpoint), "--input", str(folder), "--out", str(tmp_path / "out"),
                       "--raw"])
     out = tmp_path / "out"
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a.png", "b.png"]
@@ -55,8 +49,8 @@ def test_video_made_from_world_frames(tiny_checkpoint, world_images, tmp_path):
     frames.mkdir()
     for path in world_images:
         Image.open(path).save(frames / path.name)
-    _tool("make_video")(["--frames", str(frames), "--out", str(tmp_path / "clip.mp4"), "--fps", "4"])
-    _tool("predict")(["--checkpoint", str(tiny_checkpoint), "--input", str(tmp_path / "clip.mp4"),
+    tool_main("make_video")(["--frames", str(frames), "--out", str(tmp_path / "clip.mp4"), "--fps", "4"])
+    tool_main("predict")(["--checkpoint", str(tiny_checkpoint), "--input", str(tmp_path / "clip.mp4"),
                       "--out", str(tmp_path / "out")])
     n = len(world_images)
     assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == [f"clip_{i:06d}.png" for i in range(n)]
@@ -100,7 +94,7 @@ def test_unreadable_input_exits_2_naming_the_file(tiny_checkpoint, world_images,
         culprit = folder / "nothing.png"
     target = folder if case == "corrupt image" else culprit
     with pytest.raises(SystemExit) as done:
-        _tool("predict")(["--checkpoint", str(tiny_checkpoint), "--input", str(target),
+        tool_main("predict")(["--checkpoint", str(tiny_checkpoint), "--input", str(target),
                           "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert done.value.code == 2 and str(culprit) in err and "Traceback" not in err
@@ -108,11 +102,11 @@ def test_unreadable_input_exits_2_naming_the_file(tiny_checkpoint, world_images,
 
 def test_show_predictions_draws_prediction_truth_and_errors(tiny_checkpoint, tiny_world, tmp_path):
     out = tmp_path / "cmp.png"
-    _tool("show_predictions")(["--checkpoint", str(tiny_checkpoint), "--frames", "0", "2", "--out", str(out)])
+    tool_main("show_predictions")(["--checkpoint", str(tiny_checkpoint), "--frames", "0", "2", "--out", str(out)])
     picture = np.asarray(Image.open(out))
     assert picture.shape[0] > picture.shape[1] / 3 and picture.std() > 10  # 4 rows of 4 panels
     with pytest.raises(SystemExit) as done:
-        _tool("show_predictions")(["--checkpoint", str(tiny_checkpoint), "--frames", "9", "--out", str(out)])
+        tool_main("show_predictions")(["--checkpoint", str(tiny_checkpoint), "--frames", "9", "--out", str(out)])
     assert done.value.code == 2
 
 
