@@ -22,7 +22,6 @@ from helpers import TINY_TRAIN, tiny_config, tool_main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def _exit_2(capsys, tool: str, *argv: str) -> list[str]:
     """Run the tool in-process; assert exit code 2 and no traceback; return the message's lines
     (what the tool printed from its "<kind> error:" line on, after any closed progress bar)."""

@@ -59,7 +59,6 @@ CASES = [  # tool, arguments, what the message must say
 ]
 
 
-
 @pytest.fixture
 def paths(tmp_path) -> dict[str, str]:
     garbage = tmp_path / "garbage.pt"

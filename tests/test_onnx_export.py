@@ -110,7 +110,6 @@ def test_backbones_export(tiny_world, tmp_path, backbone):
     assert (theirs["det"]["cls_logits"] - ours["det"]["cls_logits"]).abs().max() <= 1e-4
 
 
-
 def test_export_cli_checks_parity_and_rejects_bad_input(tiny_checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         tool_main("export")(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "m.onnx"), "--check", "3"])

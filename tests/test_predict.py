@@ -13,8 +13,6 @@ from PIL import Image
 from helpers import tool_main
 
 
-
-
 @pytest.fixture(scope="module")
 def world_images(tiny_world) -> list[Path]:
     return sorted((tiny_world / "leftImg8bit" / "val").rglob("*_leftImg8bit.png"))
