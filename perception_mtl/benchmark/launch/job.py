@@ -38,6 +38,12 @@ class Job:
     def run_dir(self) -> Path:
         return self.results_dir / self.run.folder
 
+    def log_file(self, logs: Path) -> Path:
+        """The file under `logs` that takes this run's output (its folder made)."""
+        log = logs / f"{self.run.folder}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        return log
+
     @property
     def name(self) -> str:
         return f"{self.run.label} seed {self.run.seed}"

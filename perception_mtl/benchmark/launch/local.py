@@ -51,8 +51,7 @@ class LocalBackend:
 
     def attempt(self, job: Job) -> Failure | None:
         """Run `job` in a child process and wait for it; None when it exited 0."""
-        log = self.logs / f"{job.run.folder}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
+        log = job.log_file(self.logs)
         process = CONTEXT.Process(target=child, args=(job, str(log)), name=job.name)
         process.start()
         process.join()

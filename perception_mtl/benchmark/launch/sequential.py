@@ -16,8 +16,7 @@ class SequentialBackend:
 
     def attempt(self, job: Job) -> Failure | None:
         """Execute `job` here; None when its run finished."""
-        log = self.logs / f"{job.run.folder}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
+        log = job.log_file(self.logs)
         with log.open("a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             try:
                 execute(job)
