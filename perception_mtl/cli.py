@@ -1,10 +1,10 @@
 """What every CLI in tools/ shares: bad input ends the command with exit code 2 and a short
 message naming the culprit, never a traceback, at any point of a run.
 
-Bad input is a config (ConfigError), a dataset file or frame (DatasetError, also when a DataLoader
-worker read it lazily during training or evaluation), packaged weights (WeightsError), a
-checkpoint (CheckpointError) or a benchmark results folder (ResultsError). Anything else is a bug
-or a fault of the machine and keeps its traceback.
+Bad input is one of `errors.BAD_INPUT` (the list the suite launcher shares): a config, a dataset
+file or frame (also when a DataLoader worker read it lazily during training or evaluation),
+packaged weights, a checkpoint or a benchmark results folder. Anything else is a bug or a fault of
+the machine and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -12,32 +12,9 @@ import functools
 import sys
 from typing import Callable, TypeVar
 
+from perception_mtl.errors import bad_input_message
+
 F = TypeVar("F", bound=Callable[..., object])
-
-
-def bad_input_labels() -> dict[type[Exception], str]:
-    """Exception type -> the word that opens its message ("config error: ...")."""
-    from perception_mtl.analysis.results import ResultsError
-    from perception_mtl.config import ConfigError
-    from perception_mtl.data.files import DatasetError
-    from perception_mtl.engine.checkpoint import CheckpointError
-    from perception_mtl.models.weights import WeightsError
-
-    return {ConfigError: "config error", DatasetError: "data error", WeightsError: "weights error",
-            CheckpointError: "checkpoint error", ResultsError: "results error"}
-
-
-def original_message(err: BaseException) -> str:
-    """The message `err` was raised with. A DataLoader worker's exception arrives in the main
-    process re-raised with the same type but with the worker's whole traceback as its message
-    (torch's ExceptionWrapper: "Caught X in DataLoader worker process N.\\nOriginal Traceback ...");
-    its last "<module>.<type>: " line holds the original message."""
-    text = str(err)
-    if "in DataLoader worker process" not in text.split("\n", 1)[0]:
-        return text
-    marker = f"{type(err).__module__}.{type(err).__qualname__}: "
-    at = text.rfind(marker)
-    return text[at + len(marker):].strip() if at >= 0 else text.strip().splitlines()[-1]
 
 
 def close_progress_bars() -> None:
@@ -59,11 +36,11 @@ def exits_2_on_bad_input(main: F) -> F:
         try:
             return main(*args, **kwargs)
         except Exception as err:
-            label = next((word for kind, word in bad_input_labels().items() if isinstance(err, kind)), None)
-            if label is None:
+            message = bad_input_message(err)
+            if message is None:
                 raise
             close_progress_bars()
-            print(f"{label}: {original_message(err)}", file=sys.stderr)
+            print(message, file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapped  # type: ignore[return-value]

@@ -13,14 +13,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from perception_mtl.errors import ResultsError
 from perception_mtl.metric_key import MetricKey
 
 FIELDS = ("run", "kind", "method", "seed", "tasks", "metrics", "directions", "params", "train_time_s",
           "latency_ms", "steps")
-
-
-class ResultsError(ValueError):
-    """A file of the results folder cannot be read; the message names it."""
 
 
 def load_results(results_dir: str | Path) -> list[dict]:

@@ -8,9 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-
-class DatasetError(RuntimeError):
-    """A dataset root, folder or file is missing or unreadable; the message says which."""
+from perception_mtl.errors import DatasetError
 
 
 def read_png(path: Path) -> np.ndarray:

@@ -9,10 +9,7 @@ import numpy as np
 import torch
 
 from perception_mtl.atomic import atomic_write
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable or not one of ours; the message names it."""
+from perception_mtl.errors import CheckpointError
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:

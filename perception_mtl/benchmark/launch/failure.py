@@ -8,4 +8,4 @@ from dataclasses import dataclass
 class Failure:
     message: str  # one line: what happened ("killed by SIGKILL", the exception)
     log: str  # where the attempt's output is
-    retry: bool  # False for bad input (config, data, weights): another attempt would fail the same way
+    retry: bool  # False for bad input (errors.BAD_INPUT): another attempt would fail the same way

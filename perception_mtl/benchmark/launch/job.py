@@ -17,13 +17,10 @@ from filelock import FileLock, Timeout
 
 from perception_mtl.benchmark.run import evaluate_on_test, has_test, read_record, selected_checkpoint, train_run
 from perception_mtl.benchmark.suite import Run, Suite
-from perception_mtl.config import ConfigError
-from perception_mtl.data.files import DatasetError
-from perception_mtl.models.weights import WeightsError
+from perception_mtl.errors import BAD_INPUT_TYPES, ConfigError, bad_input_message
 
 CHECKPOINTS = ("last.pt", "best.pt")
-BAD_INPUT = (ConfigError, DatasetError, WeightsError)  # a run failing with these fails again: not retried
-BAD_INPUT_EXIT = 2
+BAD_INPUT_EXIT = 2  # a run failing with bad input (errors.BAD_INPUT) fails again: not retried
 
 
 @dataclass(frozen=True)
@@ -83,11 +80,12 @@ def execute(job: Job) -> None:
 
 
 def execute_in_job(job: Job) -> str | None:
-    """submitit's entry: `execute(job)`; bad input comes back as its message (a failed submitit job
-    carries only its traceback's text, which cannot tell whether another attempt could help)."""
+    """submitit's entry: `execute(job)`; bad input comes back as its message, "<kind> error: ..." (a
+    failed submitit job carries only its traceback's text, which cannot tell whether another
+    attempt could help)."""
     try:
         execute(job)
-    except BAD_INPUT as err:
-        return f"{type(err).__name__}: {err}"
+    except BAD_INPUT_TYPES as err:
+        return bad_input_message(err)
     return None
 

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from perception_mtl.benchmark.launch.failure import Failure
-from perception_mtl.benchmark.launch.job import BAD_INPUT, BAD_INPUT_EXIT, Job, execute
+from perception_mtl.benchmark.launch.job import BAD_INPUT_EXIT, Job, execute
+from perception_mtl.errors import BAD_INPUT, BAD_INPUT_TYPES, bad_input_message
 
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["perception_mtl.benchmark.launch.job"])
@@ -40,8 +41,8 @@ def child(job: Job, log: str) -> None:
     print(f"{job.name}: process {os.getpid()}, {job.threads or 'default'} threads", flush=True)
     try:
         execute(job)
-    except BAD_INPUT as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+    except BAD_INPUT_TYPES as err:
+        print(bad_input_message(err), file=sys.stderr, flush=True)
         sys.exit(BAD_INPUT_EXIT)
 
 
@@ -60,10 +61,12 @@ class LocalBackend:
             return None
         if code < 0:
             return Failure(f"killed by {signal.Signals(-code).name}", str(log), retry=True)
-        return Failure(f"exit code {code}: {last_line(log)}", str(log), retry=code != BAD_INPUT_EXIT)
+        if code == BAD_INPUT_EXIT:  # the child's "<kind> error: ..." line, as the other backends report it
+            return Failure(last_line(log, tuple(BAD_INPUT.values())), str(log), retry=False)
+        return Failure(f"exit code {code}: {last_line(log)}", str(log), retry=True)
 
 
-def last_line(log: Path) -> str:
-    """The last non-empty line of a log (the exception of a traceback)."""
-    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+def last_line(log: Path, starts: tuple[str, ...] = ("",)) -> str:
+    """The last non-empty line of a log (the exception of a traceback) that starts with one of `starts`."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip() and line.startswith(starts)]
     return lines[-1] if lines else "(no output)"

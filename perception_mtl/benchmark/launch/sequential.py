@@ -7,7 +7,8 @@ import traceback
 from pathlib import Path
 
 from perception_mtl.benchmark.launch.failure import Failure
-from perception_mtl.benchmark.launch.job import BAD_INPUT, Job, execute
+from perception_mtl.benchmark.launch.job import Job, execute
+from perception_mtl.errors import bad_input_message
 
 
 class SequentialBackend:
@@ -22,6 +23,7 @@ class SequentialBackend:
                 execute(job)
             except Exception as err:  # noqa: BLE001 (any error of one run: logged, reported, retried)
                 traceback.print_exc()
-                return Failure(f"{type(err).__name__}: {err}".splitlines()[0], str(log),
-                               retry=not isinstance(err, BAD_INPUT))
+                bad_input = bad_input_message(err)
+                return Failure((bad_input or f"{type(err).__name__}: {err}").splitlines()[0], str(log),
+                               retry=bad_input is None)
         return None
