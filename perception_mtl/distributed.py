@@ -1,5 +1,5 @@
-"""torch.distributed helpers for runs launched by torchrun; every helper is a no-op (or the
-identity) in a single process, so the training code calls them unconditionally. A leaf of the
+"""torch.distributed helpers for runs launched by torchrun or by `srun --ntasks=N` (`env_from_slurm`);
+every helper is a no-op (or the identity) in a single process, so the training code calls them unconditionally. A leaf of the
 package: it imports nothing of perception_mtl but `errors.py`, so that balancers, tasks, data and
 tracking can use it without reaching up into the engine.
 
@@ -14,6 +14,8 @@ the global batch is the mean over ranks, and so is its gradient (`average_gradie
 from __future__ import annotations
 
 import os
+import random
+import subprocess
 from typing import Iterable
 
 import torch
@@ -43,6 +45,26 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
+
+
+def env_from_slurm() -> bool:
+    """Under `srun --ntasks=N` (N > 1) without torchrun, export what torchrun would set, from
+    SLURM's step variables: RANK = SLURM_PROCID, WORLD_SIZE = SLURM_STEP_NUM_TASKS, LOCAL_RANK =
+    SLURM_LOCALID, MASTER_ADDR = the step's first node (`scontrol show hostnames`), MASTER_PORT drawn
+    from the job and step ids (the same on every rank; MASTER_ADDR/PORT already set are kept).
+    A batch script (no step) and torchrun inside an allocation (WORLD_SIZE set) are left alone.
+    Returns whether it exported."""
+    env = os.environ
+    if "WORLD_SIZE" in env or int(env.get("SLURM_STEP_NUM_TASKS", "1")) <= 1:
+        return False
+    if "MASTER_ADDR" not in env:
+        hosts = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_STEP_NODELIST"]], capture_output=True,
+                               text=True, check=True).stdout.split()
+        env["MASTER_ADDR"] = hosts[0]
+    env.setdefault("MASTER_PORT", str(random.Random(f"{env['SLURM_JOB_ID']}.{env['SLURM_STEP_ID']}").randint(
+        20000, 59999)))
+    env.update(RANK=env["SLURM_PROCID"], WORLD_SIZE=env["SLURM_STEP_NUM_TASKS"], LOCAL_RANK=env["SLURM_LOCALID"])
+    return True
 
 
 def init_from_env(device: torch.device = torch.device("cpu")) -> bool:

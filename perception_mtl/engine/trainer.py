@@ -44,6 +44,7 @@ class Trainer:
         self.cfg = cfg
         self.hooks = default_hooks() if hooks is None else hooks
         self.run_dir = Path(cfg.output_dir)
+        distributed.env_from_slurm()  # launched by `srun --ntasks=N`: torchrun's variables from SLURM's
         self.device = distributed.resolve_device(cfg.train.device)
         distributed.init_from_env(self.device)  # launched by torchrun: join the process group
         if cfg.train.threads:

@@ -40,6 +40,8 @@ class LauncherConfig:
     cpus_per_run: Optional[int] = None  # default: threads
     mem_gb: Optional[float] = None
     timeout_min: int = 60  # wall-time limit of one job (a run over it is killed, retried, and resumes)
+    lost_after_s: float = 60  # SLURM: a job gone from squeue this long with no result and no final sacct state
+    # (cancelled, node lost, no accounting) counts as a failed attempt and is retried
     slurm: dict[str, Any] = field(default_factory=dict)  # further sbatch settings by name: {account: x, qos: y}
 
 

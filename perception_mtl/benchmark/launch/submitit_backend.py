@@ -13,6 +13,7 @@ import submitit
 from perception_mtl.benchmark.launch.failure import Failure
 from perception_mtl.benchmark.launch.job import Job, execute_in_job
 from perception_mtl.benchmark.launch.settings import LauncherConfig, submitit_cluster
+from perception_mtl.benchmark.launch.slurm_queue import wait_for
 
 
 def job_parameters(launcher: LauncherConfig, name: str) -> dict[str, Any]:
@@ -48,6 +49,7 @@ def last_line(text: str) -> str:
 class SubmititBackend:
     def __init__(self, launcher: LauncherConfig, folder: Path, name: str):
         self.executor = executor(launcher, folder, name)
+        self.lost_after_s = launcher.lost_after_s if submitit_cluster(launcher) == "slurm" else None
         self.submitting = threading.Lock()  # the pool's threads submit; submitit's executor is not documented thread-safe
 
     def attempt(self, job: Job) -> Failure | None:
@@ -57,6 +59,10 @@ class SubmititBackend:
                 submitted = self.executor.submit(execute_in_job, job)
             except submitit.core.utils.FailedSubmissionError as err:  # sbatch refused it: partition, account, ...
                 return Failure(f"submission refused: {last_line(str(err))}", str(self.executor.folder), retry=False)
+        if self.lost_after_s is not None and not wait_for(submitted, self.lost_after_s):
+            return Failure(f"submitit job {submitted.job_id}: left squeue with no result and no final state in sacct "
+                           f"for {self.lost_after_s:g} s (cancelled, or its node lost)", str(submitted.paths.stderr),
+                           retry=True)
         try:
             bad_input = submitted.result()
         except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as err:
