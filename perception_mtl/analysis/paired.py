@@ -7,6 +7,10 @@ methods' results at the same seed form a pair, and their per-seed difference can
 seed does to both. A method's difference to another is summarised by the paired-t 95% interval
 of the mean difference (Student's t, n - 1 degrees of freedom); with fewer than two common
 seeds the interval is undefined (NaN bounds).
+
+"Not significantly different" is not evidence of "equal": equivalence within a stated margin m is
+its own test, TOST (Schuirmann 1987: two one-sided tests, H1: mean > -m and H1: mean < m; its
+p-value is the larger of the two), which needs the interval to lie inside ±m.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import statistics
 import warnings
 from dataclasses import dataclass
 
-from scipy import stats
+from scipy import special, stats
 
 LEVEL = 0.95
 
@@ -65,3 +69,32 @@ def p_below_zero(diffs: list[float]) -> float:
     if len(diffs) < 2:
         return math.nan
     return float(_ttest(diffs, "less").pvalue)
+
+
+def _t(diffs: list[float], shift: float = 0.0) -> tuple[float, int]:
+    """The one-sample t statistic of mean(diffs) - shift and its degrees of freedom (scipy's
+    ttest_1samp, without its per-call overhead: the sequential rule's simulation calls this often)."""
+    n = len(diffs)
+    mean = math.fsum(diffs) / n
+    sd = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1))
+    gap = mean - shift
+    if sd == 0.0:
+        return (math.copysign(math.inf, gap) if gap else 0.0), n - 1
+    return gap / (sd / math.sqrt(n)), n - 1
+
+
+def p_two_sided(diffs: list[float]) -> float:
+    """Two-sided paired t-test p-value of H1: mean difference != 0; NaN for fewer than two pairs."""
+    if len(diffs) < 2:
+        return math.nan
+    t, df = _t(diffs)
+    return float(2 * special.stdtr(df, -abs(t)))
+
+
+def equivalence_p(diffs: list[float], margin: float) -> float:
+    """TOST p-value of H1: -margin < mean difference < margin; NaN for fewer than two pairs."""
+    if len(diffs) < 2:
+        return math.nan
+    above, df = _t(diffs, -margin)  # H1: mean > -margin
+    below, _ = _t(diffs, margin)  # H1: mean < margin
+    return float(max(special.stdtr(df, -above), special.stdtr(df, below)))
