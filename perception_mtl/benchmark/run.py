@@ -4,6 +4,7 @@ record back. It sits below both the runner and the launchers, so neither imports
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -37,6 +38,16 @@ def latency_ms(model: torch.nn.Module, size: tuple[int, int], repeats: int = 20)
     return statistics.median(times)
 
 
+def config_digest(cfg) -> str:
+    """A digest of what a run trains: its config without where it writes, how it logs, and its seed,
+    so that two suite rows with the same digest at every seed are one configuration."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("output_dir", "resume", "wandb"):
+        plain.pop(key, None)
+    plain["train"] = {k: v for k, v in plain["train"].items() if k != "seed"}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def write_record(run_dir: Path, record: dict) -> None:
     """result.json through a temporary file and a rename: a kill never leaves half a file."""
     tmp = run_dir / ".result.json.tmp"
@@ -63,6 +74,8 @@ def train_run(suite: Suite, run: Run, results_dir: Path) -> dict:
         "train_time_s": trainer.train_time,
         "latency_ms": latency_ms(trainer.model, tuple(cfg.data.size)),
         "steps": trainer.step,
+        "clipped_steps": trainer.clipped,  # steps where optim.clip_grad bound the global gradient norm
+        "config_digest": config_digest(cfg),
     }
     write_record(out, record)
     return record

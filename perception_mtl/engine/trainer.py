@@ -62,6 +62,7 @@ class Trainer:
         data = build_data(cfg)
         self.train_set, self.frame_weights, self.val = data.train, data.frame_weights, data.val
         self.step, self.best, self.skipped, self.wandb_id = 0, -math.inf, 0, None
+        self.clipped = 0  # steps whose gradient norm exceeded optim.clip_grad (the clip bound)
         self.unlabelled = 0  # steps whose batch had no label of an active task
         self.unreadable = 0  # frames passed over because their files could not be read (all ranks)
         self.worker_restarts = 0
@@ -194,6 +195,7 @@ class Trainer:
         if (skipped := self._guard_gradients(losses)) is not None:
             return skipped
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
+        self.clipped += bool(grad_norm > self.cfg.optim.clip_grad)
         self.optimizer.step()
         self.scheduler.step()
         self._after_update(batch, active, losses)
@@ -281,7 +283,7 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "balancer": self.balancer.state_dict(),
                 "early_stopping": self.early_stopping.state_dict(), "schedule": self.schedule.state_dict(),
-                "step": self.step, "best": self.best, "skipped": self.skipped,
+                "step": self.step, "best": self.best, "skipped": self.skipped, "clipped": self.clipped,
                 "unlabelled": self.unlabelled, "unreadable": self.unreadable, "rng": rng_state(),
                 "train_time": self.train_time,
                 "wandb_id": self.wandb_id, "config": OmegaConf.to_container(self.cfg, resolve=True)}
@@ -304,6 +306,7 @@ class Trainer:
             self.early_stopping.load_state_dict(state["early_stopping"], self.model)
             self.schedule.load_state_dict(state["schedule"])
         self.step, self.best, self.skipped = state["step"], state["best"], state["skipped"]
+        self.clipped = state.get("clipped", 0)  # checkpoints before the count: none seen
         self.unlabelled = state["unlabelled"]
         self.unreadable = state.get("unreadable", 0)  # checkpoints before the count: none seen
         self.train_time = state.get("train_time", 0.0)
