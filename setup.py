@@ -44,5 +44,8 @@ setup(
         "filelock>=3.12,<5",  # suite launcher: one lock per run folder
     ],
     extras_require={"test": ["pytest>=8,<10", "hypothesis>=6.100,<7",
-                             "selenium>=4.20,<5"]},  # test_leaderboard_page.py: Debian's chromium + chromium-driver
+                             "selenium>=4.20,<5",  # test_leaderboard_page.py: Debian's chromium + chromium-driver
+                             # test_bdd100k_eval.py: BDD100K's official detection evaluation (scalabel 0.3.1);
+                             # its wheels install a top-level `tests` package that .ci/run removes
+                             "bdd100k==1.0.1"]},
 )

@@ -46,6 +46,7 @@ class DataConfig:
     val_limit: Optional[int] = None
     drop_labels: dict[str, float] = field(default_factory=dict)  # task -> fraction of frames whose labels are removed
     class_map: dict[str, Optional[str]] = field(default_factory=dict)  # dataset class -> detection class (null: ignore)
+    det_classes: Optional[str] = None  # "bdd100k" (its 10) | "cityscapes" (8); None: the datasets' own (data/det_classes.py)
     on_bad_label: str = "error"  # "error": stop naming the file and line; "skip": skip the label or frame and count it
     polygon_boxes: bool = False  # Cityscapes: boxes from *_gtFine_polygons.json (official toolkit) not instanceIds
     depth_crop: Optional[str] = None  # KITTI evaluation crop: None | "garg" | "eigen"

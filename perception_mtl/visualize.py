@@ -5,6 +5,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from typing import Sequence  # noqa: E402
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from cityscapesscripts.helpers.labels import trainId2label  # noqa: E402
@@ -15,6 +17,9 @@ from perception_mtl.data.labels import DET_CLASSES, IGNORE  # noqa: E402
 _PALETTE19 = np.array([trainId2label[i].color for i in range(19)] + [(0, 0, 0)], np.uint8)
 _PALETTE7 = np.array([(128, 64, 128), (70, 70, 70), (220, 220, 0), (107, 142, 35), (70, 130, 180),
                       (220, 20, 60), (0, 0, 142), (0, 0, 0)], np.uint8)
+# box colour per detection class index: Cityscapes' colours of the 8 instance classes, then of traffic
+# light and traffic sign (BDD100K's classes 9 and 10, data/det_classes.py)
+_BOX_COLORS = np.concatenate([_PALETTE19[11:19], _PALETTE19[6:8]])
 
 
 def colorize_semantic(semantic: torch.Tensor | np.ndarray, num_classes: int = 19) -> np.ndarray:
@@ -37,13 +42,13 @@ def colorize_depth(depth: torch.Tensor | np.ndarray, max_depth: float = 80.0) ->
 
 
 def draw_boxes(ax: plt.Axes, boxes: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
-               scores: torch.Tensor | np.ndarray | None = None) -> None:
-    """Draw xyxy boxes (N, 4) with class names (and scores) on a matplotlib axis."""
+               scores: torch.Tensor | np.ndarray | None = None, names: Sequence[str] = DET_CLASSES) -> None:
+    """Draw xyxy boxes (N, 4) with class names (`names[label]`, and scores) on a matplotlib axis."""
     for i, (box, label) in enumerate(zip(np.asarray(boxes), np.asarray(labels))):
         x0, y0, x1, y1 = box.tolist()
-        color = _PALETTE19[11 + int(label)] / 255.0
+        color = _BOX_COLORS[int(label)] / 255.0
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=color))
-        text = DET_CLASSES[int(label)] + (f" {float(scores[i]):.2f}" if scores is not None else "")
+        text = names[int(label)] + (f" {float(scores[i]):.2f}" if scores is not None else "")
         ax.text(x0, y0 - 1, text, color="white", fontsize=5, bbox=dict(fc=color, ec="none", pad=0.5))
 
 

@@ -14,6 +14,7 @@ from perception_mtl.data import DATASETS, files
 from perception_mtl.data.bdd100k import BDD100KDataset
 from perception_mtl.data.cityscapes import CityscapesDataset, DatasetError
 from perception_mtl.data.collate import collate
+from perception_mtl.data.det_classes import CLASS_SETS
 from perception_mtl.data.labels import DET_CLASSES, IGNORE
 from perception_mtl.engine.builders import load_config
 from perception_mtl.engine.export import PredictionWriter
@@ -21,7 +22,8 @@ from perception_mtl.tasks import TASKS
 from tests.helpers import TINY_TRAIN
 
 H, W = 36, 64
-PERSON, CAR, TRUCK = (DET_CLASSES.index(c) for c in ("person", "car", "truck"))
+BDD = CLASS_SETS["bdd100k"]  # the default: BDD100K's 10 official classes
+PERSON, CAR, TRUCK, LIGHT = (BDD.index(c) for c in ("pedestrian", "car", "truck", "traffic light"))
 
 
 def _box(x1: float, y1: float, x2: float, y2: float) -> dict:
@@ -96,27 +98,31 @@ def test_frames_boxes_classes_and_box_attributes(bdd: Path) -> None:
     assert [f.name for f in ds.frames] == ["a", "b", "c", "d", "s1", "s2"]
     a = ds[0]
     assert a["image"].shape == (3, H, W) and a["image"].dtype == torch.float32 and a["frame"] == "a"
-    # x2, y2 are BDD's last pixel: +1, then clipped to the image; the traffic light is dropped
-    assert a["boxes"].tolist() == [[2, 3, 12.5, 21], [30, 10, 64, 36], [40, 20, 51, 31]]
-    assert a["labels"].tolist() == [PERSON, CAR, CAR]
-    assert a["iscrowd"].tolist() == [False, False, True]  # "other vehicle": a crowd car, as BDD's to_coco
-    assert ds.frames[0].occluded.tolist() == [True, False, False]
-    assert ds.frames[0].truncated.tolist() == [False, True, False]
+    # x2, y2 are BDD's last pixel: +1, then clipped to the image; the traffic light is a class
+    assert a["boxes"].tolist() == [[2, 3, 12.5, 21], [30, 10, 64, 36], [5, 0, 9, 7], [40, 20, 51, 31]]
+    assert a["labels"].tolist() == [PERSON, CAR, LIGHT, CAR]
+    assert a["iscrowd"].tolist() == [False, False, False, True]  # "other vehicle": a crowd car, as BDD's eval
+    assert ds.frames[0].occluded.tolist() == [True, False, False, False]
+    assert ds.frames[0].truncated.tolist() == [False, True, False, False]
     b = ds[1]  # a frame without `labels`: no objects, still a detection label
     assert "det" in b["has"] and b["boxes"].shape == (0, 4) and b["labels"].shape == (0,)
     assert ds[2]["labels"].tolist() == [TRUCK]
+    shared = BDD100KDataset(bdd, "train", ("det",), det_classes="cityscapes")  # the 8 classes of a mix
+    assert shared[0]["labels"].tolist() == [DET_CLASSES.index(c) for c in ("person", "car", "car")]
 
 
 def test_class_map_overrides_and_errors(bdd: Path) -> None:
     ds = BDD100KDataset(bdd, "train", ("det",), class_map={"pedestrian": "rider", "other vehicle": None,
                                                            "traffic light": "bicycle"})
     a = ds[0]
-    assert a["labels"].tolist() == [DET_CLASSES.index("rider"), CAR, DET_CLASSES.index("bicycle")]
+    assert a["labels"].tolist() == [BDD.index("rider"), CAR, BDD.index("bicycle")]
     assert not a["iscrowd"].any()
-    with pytest.raises(ValueError, match="automobile.*person.*bicycle"):
+    with pytest.raises(ValueError, match="automobile.*pedestrian.*traffic sign"):
         BDD100KDataset(bdd, "train", ("det",), class_map={"car": "automobile"})
     with pytest.raises(ValueError, match="lorry"):
         BDD100KDataset(bdd, "train", ("det",), class_map={"lorry": "truck"})
+    with pytest.raises(ValueError, match=r"traffic light.*not a detection class.*\['person'"):
+        BDD100KDataset(bdd, "train", ("det",), det_classes="cityscapes", class_map={"pedestrian": "traffic light"})
 
 
 def test_drivable_and_semantic_targets(bdd: Path) -> None:

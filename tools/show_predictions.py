@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--score-thresh", type=float, default=0.4, help="draw predicted boxes scoring at least this")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the run's config (e.g. data.root=...)")
     args = p.parse_args(argv)
+    from perception_mtl.data.det_classes import det_classes
     from perception_mtl.engine.checkpoint_eval import open_checkpoint
     from perception_mtl.inference.compare import comparison_figure
     from perception_mtl.inference.predictor import Predictor
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     batch = loader.collate_fn([loader.dataset[i] for i in args.frames])
     cfg = predictor.cfg
     fig = comparison_figure(batch, predictor(batch["image"]), cfg.data.seg_classes, cfg.task.depth.min_depth,
-                            cfg.task.depth.max_depth, args.score_thresh)
+                            cfg.task.depth.max_depth, args.score_thresh, det_classes(cfg))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")

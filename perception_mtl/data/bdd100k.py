@@ -18,19 +18,23 @@ import torch
 from torchvision import tv_tensors
 
 from perception_mtl.data.cityscapes import TIMES, WEATHERS
+from perception_mtl.data.det_classes import CLASS_SETS, loader_sets
 from perception_mtl.data.files import DatasetError, no_boxes, read_json, read_label_png, read_rgb
 from perception_mtl.data.frames import FrameDataset
 from perception_mtl.data.labels import IGNORE, TRAIN_ID_LUT, detection_index
 from perception_mtl.data.registry import DATASETS
 from perception_mtl.data.transforms import build_transforms, transform_sample
 
-# BDD100K detection category -> detection class (None: ignored); data.class_map overrides entries
-DEFAULT_CLASS_MAP: dict[str, str | None] = {
-    "pedestrian": "person", "rider": "rider", "car": "car", "truck": "truck", "bus": "bus", "train": "train",
-    "motorcycle": "motorcycle", "bicycle": "bicycle", "traffic light": None, "traffic sign": None,
-    "other person": "person", "other vehicle": "car", "trailer": "truck",
+# BDD100K detection category -> class of each class set (None: ignored); data.class_map overrides entries.
+# "bdd100k": the official 10 classes; "cityscapes": the 8 shared with Cityscapes, lights and signs dropped
+CLASS_MAPS: dict[str, dict[str, str | None]] = {
+    "bdd100k": {**{name: name for name in CLASS_SETS["bdd100k"]},
+                "other person": "pedestrian", "other vehicle": "car", "trailer": "truck"},
+    "cityscapes": {"pedestrian": "person", "rider": "rider", "car": "car", "truck": "truck", "bus": "bus",
+                   "train": "train", "motorcycle": "motorcycle", "bicycle": "bicycle", "traffic light": None,
+                   "traffic sign": None, "other person": "person", "other vehicle": "car", "trailer": "truck"},
 }
-# BDD100K's "uncertain" categories: the official COCO conversion (bdd100k/label/to_coco.py, IGNORE_MAP)
+# BDD100K's "uncertain" categories: the official evaluation (bdd100k/configs/det.toml, ignored_mapping)
 # keeps them as iscrowd boxes of their parent class, so a detection on one is neither a false positive
 # nor a required match. Crowd boxes are per category in COCO eval and det.py's loss drops them.
 CROWD_CATEGORIES = frozenset({"other person", "other vehicle", "trailer"})
@@ -73,7 +77,7 @@ class BDD100KDataset(FrameDataset):
 
     def __init__(self, root: str | Path, split: str = "train", tasks: tuple[str, ...] = ("det", "seg", "drivable"),
                  seg_classes: int = 19, class_map: dict[str, str | None] | None = None,
-                 on_bad_label: str = "error", size: tuple[int, int] | None = None, hflip: float = 0.0,
+                 det_classes: str = "bdd100k", on_bad_label: str = "error", size: tuple[int, int] | None = None, hflip: float = 0.0,
                  color_jitter: float = 0.0, min_box_size: float = 2.0):
         super().__init__(on_bad_label)
         self.root, self.split, self.tasks = Path(root), split, frozenset(tasks)
@@ -84,7 +88,9 @@ class BDD100KDataset(FrameDataset):
         if seg_classes not in TRAIN_ID_LUT:
             raise ValueError(f"seg_classes must be one of {sorted(TRAIN_ID_LUT)}, got {seg_classes}")
         self.seg_lut = TRAIN_ID_LUT[seg_classes]
-        self.class_index = _class_index(class_map or {})
+        if det_classes not in CLASS_MAPS:
+            raise ValueError(f"det_classes must be one of {sorted(CLASS_MAPS)}, got {det_classes!r}")
+        self.class_index = _class_index(det_classes, class_map or {})
         self.missing: Counter[str] = Counter()
         if self.tasks & TASKS_100K:
             self.frames += self._index_100k()
@@ -187,7 +193,7 @@ class BDD100KDataset(FrameDataset):
                 continue
             if category not in self.class_index:
                 self._bad("unknown category", f"{where}: label {j} has category {category!r}, not a BDD100K "
-                                              f"detection category ({', '.join(DEFAULT_CLASS_MAP)})")
+                                              f"detection category ({', '.join(CLASS_MAPS['bdd100k'])})")
                 continue
             if self.class_index[category] is None:
                 continue
@@ -243,16 +249,17 @@ class BDD100KDataset(FrameDataset):
 def bdd100k(root: str | Path, split: str, tasks: tuple[str, ...], data, train: bool) -> BDD100KDataset:
     """BDD100K (perception_mtl/data/__init__.py has the signature); native 720x1280 when not `train`."""
     common = dict(seg_classes=data.seg_classes, class_map=dict(data.class_map), on_bad_label=data.on_bad_label,
-                  min_box_size=data.min_box_size)
+                  min_box_size=data.min_box_size, det_classes=data.det_classes or loader_sets("bdd100k")[0])
     if train:
         return BDD100KDataset(root, split, tasks, size=tuple(data.size), hflip=data.hflip,
                               color_jitter=data.color_jitter, **common)
     return BDD100KDataset(root, split, tasks, **common)
 
 
-def _class_index(overrides: dict[str, str | None]) -> dict[str, int | None]:
-    """BDD100K category -> index in DET_CLASSES (None: ignored), DEFAULT_CLASS_MAP with `overrides`."""
-    return detection_index(DEFAULT_CLASS_MAP, overrides, "BDD100K detection categories")
+def _class_index(det_classes: str, overrides: dict[str, str | None]) -> dict[str, int | None]:
+    """BDD100K category -> index in class set `det_classes` (None: ignored), its CLASS_MAPS entry with `overrides`."""
+    return detection_index(CLASS_MAPS[det_classes], overrides, "BDD100K detection categories",
+                           classes=CLASS_SETS[det_classes])
 
 
 def _scene(attributes) -> tuple[int, int]:

@@ -47,16 +47,16 @@ DET_CLASS_TO_LABEL_ID: list[int] = [lab.id for lab in _EVALUATED if lab.hasInsta
 
 
 def detection_index(defaults: dict[str, str | None], overrides: dict[str, str | None], what: str,
-                    note: str = "") -> dict[str, int | None]:
-    """A dataset's class name -> index in DET_CLASSES (None: ignored): its `defaults` updated by
+                    note: str = "", classes: list[str] = DET_CLASSES) -> dict[str, int | None]:
+    """A dataset's class name -> index in `classes` (None: ignored): its `defaults` updated by
     `data.class_map` (`overrides`); `what` names the dataset's classes in the error messages."""
     unknown = set(overrides) - set(defaults)
     if unknown:
         raise ValueError(f"data.class_map names {sorted(unknown)}, not {what}; valid: {list(defaults)}{note}")
     index = {}
     for name, target in {**defaults, **overrides}.items():
-        if target is not None and target not in DET_CLASSES:
+        if target is not None and target not in classes:
             raise ValueError(f"data.class_map.{name}={target!r} is not a detection class; choose one of "
-                             f"{DET_CLASSES} or null (ignore)")
-        index[name] = None if target is None else DET_CLASSES.index(target)
+                             f"{classes} or null (ignore)")
+        index[name] = None if target is None else classes.index(target)
     return index

@@ -24,6 +24,7 @@ from perception_mtl.balancing.base import Balancer
 from perception_mtl.config import ConfigError, DEFAULTS, merge_config
 from perception_mtl.data import DATASETS
 from perception_mtl.data.build import train_set, val_loaders
+from perception_mtl.data.det_classes import class_set
 from perception_mtl.engine.schedule import SCHEDULES
 from perception_mtl.models import SHARING
 from perception_mtl.models.heads.decoders import DECODERS
@@ -130,6 +131,7 @@ def _check_data(cfg: DictConfig, choice: Callable[[str, Any, list], None]) -> No
     if cfg.data.mix and set(cfg.tasks) - served:
         raise ConfigError(f"tasks {sorted(set(cfg.tasks) - served)} have no dataset in data.mix; add them to an "
                           "entry's tasks or drop them from tasks")
+    class_set(cfg)  # data.det_classes: one detection class set that every dataset with det labels
 
 
 def _check_model(cfg: DictConfig, choice: Callable[[str, Any, list], None]) -> None:

@@ -3,13 +3,15 @@ predicted over true: image with boxes, segmentation, depth, and the errors (pixe
 class; absolute relative depth error |pred - gt| / gt on pixels with valid depth)."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from perception_mtl.data.labels import IGNORE  # noqa: E402
+from perception_mtl.data.labels import DET_CLASSES, IGNORE  # noqa: E402
 from perception_mtl.inference.overlay import show_depth  # noqa: E402
 from perception_mtl.visualize import colorize_semantic, draw_boxes  # noqa: E402
 
@@ -36,9 +38,10 @@ def abs_rel_map(pred: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: f
 
 
 def comparison_figure(batch: dict, predictions: dict, num_classes: int = 19, min_depth: float = 0.5,
-                      max_depth: float = 80.0, score_thresh: float = 0.4) -> plt.Figure:
+                      max_depth: float = 80.0, score_thresh: float = 0.4,
+                      det_names: Sequence[str] = DET_CLASSES) -> plt.Figure:
     """batch: collated frames at label resolution (image (B, 3, H, W), boxes, labels, semantic,
-    depth); predictions: `predict_batch`'s at that resolution. Two rows per frame."""
+    depth); predictions: `predict_batch`'s at that resolution; `det_names`: class names. Two rows per frame."""
     n = batch["image"].shape[0]
     h, w = batch["image"].shape[-2:]
     fig, axes = plt.subplots(2 * n, 4, figsize=(4 * 2.4 * w / h + 1.5, 2 * n * 2.7), squeeze=False)
@@ -52,7 +55,7 @@ def comparison_figure(batch: dict, predictions: dict, num_classes: int = 19, min
                  f"predicted boxes (score >= {score_thresh:g})"),
                 (bottom[0], batch["boxes"][i].numpy(), batch["labels"][i].numpy(), None, "true boxes")):
             ax.imshow(image)
-            draw_boxes(ax, boxes, labels, scores)
+            draw_boxes(ax, boxes, labels, scores, det_names)
             ax.set_title(f"{who}  {batch['frame'][i]}" if ax is top[0] else who, fontsize=7)
         pred_seg, gt_seg = predictions["seg"][i].numpy(), batch["semantic"][i].numpy()
         for ax, seg, who in ((top[1], pred_seg, "predicted seg"), (bottom[1], gt_seg, "true seg")):

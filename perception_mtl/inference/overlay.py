@@ -2,6 +2,8 @@
 the image, colour-mapped depth with a colour bar in metres; returned as an RGB array."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -9,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap, LogNorm  # noqa: E402
 
+from perception_mtl.data.labels import DET_CLASSES  # noqa: E402
 from perception_mtl.visualize import colorize_semantic, draw_boxes  # noqa: E402
 
 NEAR = 2.0  # metres: the bright end of the depth colours, as in visualize.colorize_depth
@@ -41,10 +44,11 @@ def show_depth(ax: plt.Axes, depth: np.ndarray, max_depth: float, label: str = "
 
 
 def overlay(image: np.ndarray, predictions: dict, num_classes: int = 19, max_depth: float = 80.0,
-            score_thresh: float = 0.4, title: str = "", dpi: int = 100) -> np.ndarray:
+            score_thresh: float = 0.4, title: str = "", dpi: int = 100,
+            det_names: Sequence[str] = DET_CLASSES) -> np.ndarray:
     """image (H, W, 3) uint8 and one frame's predictions (det {boxes, scores, labels}, seg (H, W),
     depth (H, W)) -> RGB panels side by side, one per task present, about `dpi` pixels per inch
-    of a 3-inch-high panel row (the same size for every frame of one size)."""
+    of a 3-inch-high panel row (the same size for every frame of one size); `det_names`: class names."""
     panels = [t for t in ("det", "seg", "depth") if t in predictions] or ["image"]
     h, w = image.shape[:2]
     fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * 2.6 * w / h + 0.8, 3.2), dpi=dpi, squeeze=False)
@@ -55,7 +59,7 @@ def overlay(image: np.ndarray, predictions: dict, num_classes: int = 19, max_dep
             det = predictions["det"]
             keep = np.asarray(det["scores"]) >= score_thresh
             boxes, labels, scores = (np.asarray(det[k])[keep] for k in ("boxes", "labels", "scores"))
-            draw_boxes(ax, boxes, labels, scores)
+            draw_boxes(ax, boxes, labels, scores, det_names)
             ax.set_title(f"detections (score >= {score_thresh:g})", fontsize=7)
         elif panel == "seg":
             blend = 0.45 * image + 0.55 * colorize_semantic(np.asarray(predictions["seg"]), num_classes)

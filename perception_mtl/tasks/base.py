@@ -99,6 +99,21 @@ class Exporter(ABC):
         """Write whatever was gathered over all samples."""
 
 
+class Exporters(Exporter):
+    """Several exporters of one task as one (a task that writes its predictions in several formats)."""
+
+    def __init__(self, *exporters: Exporter):
+        self.exporters = exporters
+
+    def add(self, batch: dict, i: int, frame: str, prediction) -> None:
+        for exporter in self.exporters:
+            exporter.add(batch, i, frame, prediction)
+
+    def close(self) -> None:
+        for exporter in self.exporters:
+            exporter.close()
+
+
 def labelled(batch: dict, task: str) -> torch.Tensor:
     """Bool mask (B,) of samples that carry labels for `task`; all False when no sample of the
     batch does (partial labels: collate lists only the tasks some sample carries)."""

@@ -9,11 +9,12 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.detection import MeanAveragePrecision
 
-from perception_mtl.data.labels import DET_CLASS_TO_LABEL_ID, DET_CLASSES
+from perception_mtl.data.det_classes import CLASS_SETS, COCO_IDS, class_set
 from perception_mtl.data.targets import Target
 from perception_mtl.distributed import gather_objects
 from perception_mtl.models.heads.detection import DetectionHead
-from perception_mtl.tasks.base import Exporter, Task, labelled
+from perception_mtl.tasks.base import Exporter, Exporters, Task, labelled
+from perception_mtl.tasks.det_bdd100k import Bdd100kFrames
 from perception_mtl.tasks.registry import TASKS
 
 
@@ -57,9 +58,14 @@ class DetectionTask(Task):
     targets = {"boxes": Target(torch.float32, None, (4,)), "labels": Target(torch.int64), "iscrowd": Target(torch.bool)}
     directions = {"mAP": True, "mAP50": True}
 
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.class_set = class_set(cfg)  # data.det_classes, or the datasets' own (data/det_classes.py)
+        self.classes = CLASS_SETS[self.class_set]
+
     def build_head(self, channels: int, strides: list[int]) -> nn.Module:
         c = self.cfg.task.det
-        return DetectionHead(channels, list(c.strides), len(DET_CLASSES), c.score_thresh, c.nms_thresh,
+        return DetectionHead(channels, list(c.strides), len(self.classes), c.score_thresh, c.nms_thresh,
                              c.detections_per_img, c.topk_candidates, c.num_convs)
 
     def loss(self, head: DetectionHead, output: dict, batch: dict) -> dict[str, torch.Tensor]:
@@ -91,25 +97,26 @@ class DetectionTask(Task):
 
     def overlay(self, prediction: dict, batch: dict, i: int, min_score: float = 0.3) -> dict:
         boxes = [{"position": {"minX": float(b[0]), "minY": float(b[1]), "maxX": float(b[2]), "maxY": float(b[3])},
-                  "domain": "pixel", "class_id": int(c), "box_caption": f"{DET_CLASSES[int(c)]} {float(s):.2f}",
+                  "domain": "pixel", "class_id": int(c), "box_caption": f"{self.classes[int(c)]} {float(s):.2f}",
                   "scores": {"score": float(s)}}
                  for b, c, s in zip(prediction["boxes"], prediction["labels"], prediction["scores"])
                  if float(s) >= min_score]
-        return {"boxes": {"predictions": {"box_data": boxes, "class_labels": dict(enumerate(DET_CLASSES))}}}
+        return {"boxes": {"predictions": {"box_data": boxes, "class_labels": dict(enumerate(self.classes))}}}
 
     def exporter(self, out: Path) -> Exporter:
-        return CocoFiles(out)
+        """COCO files; with BDD100K's classes also its own format, which its toolkit evaluates."""
+        coco = CocoFiles(out, self.classes, COCO_IDS[self.class_set])
+        return Exporters(coco, Bdd100kFrames(out, self.classes)) if self.class_set == "bdd100k" else coco
 
 
 class CocoFiles(Exporter):
     """detections.json (COCO results) and detections_gt.json (COCO ground truth of the same
-    images, crowd boxes as iscrowd=1), category ids in Cityscapes label ids."""
+    images, crowd boxes as iscrowd=1); category `ids[k]` for class `classes[k]` (COCO_IDS)."""
 
-    def __init__(self, out: Path):
-        self.out = out
+    def __init__(self, out: Path, classes: list[str], ids: list[int]):
+        self.out, self.ids = out, ids
         self.results: list[dict] = []
-        self.gt = {"images": [], "annotations": [],
-                   "categories": [{"id": DET_CLASS_TO_LABEL_ID[i], "name": n} for i, n in enumerate(DET_CLASSES)]}
+        self.gt = {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for i, n in zip(ids, classes)]}
 
     def add(self, batch: dict, i: int, frame: str, prediction: dict) -> None:
         image_id = len(self.gt["images"]) + 1
@@ -119,12 +126,12 @@ class CocoFiles(Exporter):
             if "boxes" in batch else ()
         for (x0, y0, x1, y1), label, crowd in truth:
             self.gt["annotations"].append({"id": len(self.gt["annotations"]) + 1, "image_id": image_id,
-                                           "category_id": DET_CLASS_TO_LABEL_ID[label],
+                                           "category_id": self.ids[label],
                                            "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
                                            "iscrowd": int(crowd)})
         for (x0, y0, x1, y1), score, label in zip(prediction["boxes"].tolist(), prediction["scores"].tolist(),
                                                   prediction["labels"].tolist()):
-            self.results.append({"image_id": image_id, "category_id": DET_CLASS_TO_LABEL_ID[label],
+            self.results.append({"image_id": image_id, "category_id": self.ids[label],
                                  "bbox": [x0, y0, x1 - x0, y1 - y0], "score": score})
 
     def close(self) -> None:
