@@ -45,6 +45,9 @@ setup(
     ],
     extras_require={"test": ["pytest>=8,<10", "hypothesis>=6.100,<7",
                              "selenium>=4.20,<5",  # test_leaderboard_page.py: Debian's chromium + chromium-driver
+                             # test_libmtl.py: LibMTL's weightings side by side with ours (its requirements,
+                             # torch>=1.8, torchvision>=0.9, numpy>=1.20, leave our pins as they are)
+                             "LibMTL==1.1.5",
                              # test_bdd100k_eval.py: BDD100K's official detection evaluation (scalabel 0.3.1);
                              # its wheels install a top-level `tests` package that .ci/run removes
                              "bdd100k==1.0.1"]},
