@@ -112,7 +112,7 @@ class Record:
     host: nn.Module | None = None
 
     def cosine(self) -> np.ndarray:
-        return np.array([float(torch.nn.functional.cosine_similarity(a, b, dim=0)) for a, b in zip(self.ours, self.lib)])
+        return np.array([float(a @ b / (a.norm() * b.norm())) for a, b in zip(self.ours, self.lib)])
 
     def rel(self, factor: float = 1.0) -> np.ndarray:
         """|factor * ours - LibMTL's| / |LibMTL's| per step."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import types
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,7 +61,7 @@ class Row:
 ROWS = {
     "EW": Row("equal", {}, W.EW, {}),
     "UW, LibMTL's init and form": Row("uncertainty", REGRESSION, W.UW, {}, run={"setup": libmtl_uw_init}),
-    "UW, our defaults": Row("uncertainty", REGRESSION, W.UW, {}, ((1 - 1e-6, 1.0), (0.39, 0.40))),
+    "UW, our init s = 0": Row("uncertainty", REGRESSION, W.UW, {}, ((1 - 1e-6, 1.0), (0.39, 0.40))),
     "GradNorm, first step": Row("gradnorm", {}, W.GradNorm, {"alpha": 1.5},
                                 run={"first_epoch": 1, "setup": gradnorm_l0, "steps": 1}),
     "GradNorm, 4 steps": Row("gradnorm", {}, W.GradNorm, {"alpha": 1.5}, ((0.99, 0.9999), (0.1, 0.4)),
@@ -134,8 +136,8 @@ def test_gradvac_1_1_5_moves_its_ema_only_where_it_corrects():
 
 def test_cagrad_in_libmtl_1_1_5_runs_with_three_tasks_only():
     # CAGrad.py 1.1.5 reshapes w to (1, 3) (fixed in its repository, commit 01cb7f1); ours takes any number
+    host = LibMTLModel(W.CAGrad, TwoTaskLinear())
     with pytest.raises(ValueError, match="reshape"):
-        host = LibMTLModel(W.CAGrad, TwoTaskLinear())
         host.backward(host.losses(), calpha=0.5, rescale=1)
     model = TwoTaskLinear()
     build_balancer("cagrad", ["a", "b"], {"c": 0.5}).backward(model.losses(), model)
@@ -168,6 +170,16 @@ def test_logged_weights_nash_before_the_clip_db_mtl_ones():
     assert np.allclose(db.w_ours[-1], db.host.alpha.numpy(), rtol=1e-5)
 
 
+def test_libmtl_1_1_5_needs_the_two_torch_2_fixes_of_the_host():
+    import torchvision
+    assert not (Path(torchvision.models.__file__).parent / "utils.py").exists()  # LibMTL's resnet.py imports it
+    host = LibMTLModel(W.PCGrad, ThreeTasks())
+    own = LIB.architecture.abstract_arch.AbsArchitecture.zero_grad_share_params  # encoder.zero_grad(): to None
+    host.zero_grad_share_params = types.MethodType(own, host)
+    with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'data'"):
+        host.backward(host.losses())
+
+
 def test_defaults_that_differ_are_the_documented_ones():
     defaults = LIB.config.LibMTL_args
     assert defaults.get_default("lr") == 1e-4 and defaults.get_default("calpha") == 0.5
@@ -179,7 +191,12 @@ def test_defaults_that_differ_are_the_documented_ones():
 
 
 if __name__ == "__main__":  # the README table's numbers
-    print("| weighting | cosine (least) | relative difference (largest) |\n|---|---|---|")
+    print("| weighting | cosine (least) | relative difference (largest; ours x factor) | weights: max abs difference |")
+    print("|---|---|---|---|")
     for label, row in ROWS.items():
-        cos, rel, _ = summary(row)
-        print(f"| {label} | {cos:.6f} | {rel:.2e} |")
+        cos, rel, record = summary(row)
+        raw = "" if row.factor == 1 else f" (x {row.factor:g}; {record.rel().max():.2e} without)"
+        # the effective weights (J^T w = the shared gradient); GradDrop's and DB-MTL's gradients are not J^T w
+        weights = "n/a" if row.name in ("graddrop", "db_mtl") else \
+            f"{np.abs(record.effective('ours') * row.factor - record.effective('lib')).max():.1e}"
+        print(f"| {label} | {cos:.6f} | {rel:.2e}{raw} | {weights} |")
