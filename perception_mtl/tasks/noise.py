@@ -22,10 +22,10 @@ from perception_mtl.tasks.registry import TASKS
 DIM = 16
 
 
-def noise_target(frames: list[str]) -> torch.Tensor:
-    """(B, DIM) standard-normal vectors, one per frame name, the same on every call."""
-    return torch.from_numpy(np.stack([np.random.default_rng(zlib.crc32(f.encode())).standard_normal(DIM)
-                                      for f in frames]).astype(np.float32))
+def noise_target(frames: list[str], device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B, DIM) standard-normal vectors on `device`, one per frame name, the same on every call."""
+    values = np.stack([np.random.default_rng(zlib.crc32(f.encode())).standard_normal(DIM) for f in frames])
+    return torch.from_numpy(values.astype(np.float32)).to(device)
 
 
 @TASKS.register("noise")
@@ -43,7 +43,7 @@ class NoiseTask(Task):
         has = labelled(batch, self.name)
         if not has.any():
             return {}
-        target = noise_target([f for f, h in zip(batch["frame"], has.tolist()) if h])
+        target = noise_target([f for f, h in zip(batch["frame"], has.tolist()) if h], output.device)
         return {"mse": F.mse_loss(output[has].float(), target)}
 
     def predict(self, head, output: torch.Tensor, images, out_size) -> torch.Tensor:
@@ -55,7 +55,8 @@ class NoiseTask(Task):
 
     def update(self, metric: Metric, predictions: torch.Tensor, batch: dict) -> None:
         has = labelled(batch, self.name)
-        metric.update(predictions[has], noise_target([f for f, h in zip(batch["frame"], has.tolist()) if h]))
+        metric.update(predictions[has], noise_target([f for f, h in zip(batch["frame"], has.tolist()) if h],
+                                                     predictions.device))
 
 
 class _Mse(MeanSquaredError):
