@@ -97,3 +97,20 @@ def test_every_balancer_runs_on_the_device(parts, name):
         assert set(result["weights"]) == set(tasks)
         assert not _on_device(balancer), name
         assert all(p.grad is None or isinstance(p.grad, Remote) for p in model.parameters())
+
+
+@pytest.mark.parametrize("balancer", ["uncertainty", "imtl_l", "dwa"])
+def test_the_trainer_leaves_no_parameter_or_buffer_on_the_cpu(tiny_world, tmp_path, monkeypatch, balancer):
+    """Trainer(train.device=<the device>): model, balancer (uncertainty's log_var, IMTL-L's
+    log_scale, DWA's history) and what the optimizer steps all live on the device."""
+    from perception_mtl import distributed
+    from perception_mtl.engine.trainer import Trainer
+
+    monkeypatch.setattr(distributed, "resolve_device", lambda name: DEVICE)
+    with VirtualDevice():
+        trainer = Trainer(tiny_config(tiny_world, tmp_path, f"balancer.name={balancer}", "train.steps=1"), hooks=[])
+        assert trainer.device == DEVICE
+        assert not _on_device(trainer.model)
+        assert not _on_device(trainer.balancer), balancer
+        stepped = [p for group in trainer.optimizer.param_groups for p in group["params"]]
+        assert all(isinstance(p, Remote) for p in stepped)

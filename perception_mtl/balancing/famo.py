@@ -49,9 +49,10 @@ class FAMO(Balancer):
         tasks = [t for t in after if t in self.before]
         if not tasks:
             return
-        idx = torch.tensor([self.tasks.index(t) for t in tasks])
-        delta = torch.tensor([torch.log(torch.tensor(self.before[t] + EPS)) - torch.log(torch.tensor(after[t] + EPS))
-                              for t in tasks])
+        device = self.logits.device
+        idx = torch.tensor([self.tasks.index(t) for t in tasks], device=device)
+        before = torch.tensor([self.before[t] + EPS for t in tasks], device=device)
+        delta = torch.log(before) - torch.log(torch.tensor([after[t] + EPS for t in tasks], device=device))
         with torch.enable_grad():
             z = torch.softmax(self.logits[idx], dim=0)
             (grad,) = torch.autograd.grad(z, self.logits, grad_outputs=delta)
@@ -63,9 +64,9 @@ class FAMO(Balancer):
         values = global_values(losses, self.tasks)  # the same logits and Adam state on every rank
         if self.update == "next_batch":
             self._logit_step(values)
-        idx = torch.tensor([self.tasks.index(t) for t in losses])
+        idx = torch.tensor([self.tasks.index(t) for t in losses], device=self.logits.device)
         z = torch.softmax(self.logits.detach()[idx], dim=0)
-        shifted = torch.tensor([values[t] + EPS for t in losses])
+        shifted = torch.tensor([values[t] + EPS for t in losses], device=self.logits.device)
         weights = z / shifted / (z / shifted).sum()
         sum(w * loss for w, loss in zip(weights, losses.values())).backward()
         self.before = values

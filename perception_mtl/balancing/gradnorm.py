@@ -66,20 +66,20 @@ class GradNorm(Balancer):
             flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
                               for g, p in zip(grads, params)])
             norms.append(distributed.all_reduce_mean(flat).norm())  # the global batch's gradient
-        return torch.stack(norms).cpu()  # the weights and their state stay on the CPU
+        return torch.stack(norms).to(self.w.device)
 
     def backward(self, losses: Losses, model: nn.Module) -> dict:
         distributed.require_same_tasks(list(losses), self.tasks)
-        idx = torch.tensor([self.tasks.index(t) for t in losses])
+        idx = torch.tensor([self.tasks.index(t) for t in losses], device=self.w.device)
         glob = distributed.global_values(losses, self.tasks)  # same rates and state on every rank
-        values = torch.tensor([glob[t] for t in losses], dtype=torch.float32)
+        values = torch.tensor([glob[t] for t in losses], dtype=torch.float32, device=self.w.device)
         fresh = torch.isnan(self.initial[idx])
         self.initial[idx[fresh]] = values[fresh]
         w = self.w.detach()[idx]
 
         if self.space == "representation":
             jac, own = task_gradients(losses, model)
-            norms = distributed.global_gramian(jac).diagonal().clamp_min(0).sqrt().cpu()
+            norms = distributed.global_gramian(jac).diagonal().clamp_min(0).sqrt().to(self.w.device)
             backward_through_shared(model, w.to(jac.device) @ jac, own, dict(zip(losses, w.tolist())))
         else:
             norms = self._norms_on_parameters(losses, model)

@@ -69,5 +69,5 @@ class IMTLLoss(ScalarizerBalancer):
         derivative in s (e^s L - 1) is zero, so its scale does not move."""
         where = [self.tasks.index(t) for t in present]
         full = torch.exp(-self.scalarizer.log_scale.detach()).clone()
-        full[where] = torch.tensor(values)
+        full[where] = torch.tensor(values, device=full.device)
         return full.requires_grad_(), where

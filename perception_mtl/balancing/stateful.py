@@ -3,7 +3,7 @@
 Their state lives in buffers registered as None until the first call and in plain attributes
 (step counters, state keys, Nash-MTL's warm start), which `state_dict` cannot restore into a
 fresh instance. `capture` records both per submodule; `restore` writes them back, moving each
-buffer to the device it was captured on when that device exists (checkpoints load on the CPU).
+buffer to this process's device of the kind it was captured on (checkpoints load on the CPU).
 """
 from __future__ import annotations
 
@@ -31,8 +31,12 @@ def capture(aggregator: nn.Module) -> list[dict]:
 
 
 def _device(name: str) -> torch.device:
+    """A captured CUDA device -> this process's current GPU (under torchrun rank 0 saved its own
+    cuda:0, and the host resumed on may have fewer GPUs); the CPU without CUDA."""
     device = torch.device(name)
-    return device if device.type == "cpu" or torch.cuda.is_available() else torch.device("cpu")
+    if device.type != "cuda":
+        return device
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def restore(aggregator: nn.Module, state: list[dict]) -> None:
