@@ -56,7 +56,7 @@ class Trainer:
         self.early_stopping = TaskEarlyStopping(self.tasks, cfg.train.early_stopping.patience,
                                                 dict(cfg.train.early_stopping.metrics))
         self.schedule = TaskSchedule(cfg.train.schedule, cfg.train.seed)
-        self.balancer = build_balancer(cfg)
+        self.balancer = build_balancer(cfg).to(self.device)  # its parameters join the model's in the optimizer
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=cfg.optim.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         data = build_data(cfg)
