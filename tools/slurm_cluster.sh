@@ -56,6 +56,7 @@ JobCompType=jobcomp/none
 EOF
     if [[ $1 == yes ]]; then
         printf 'AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=localhost\n' >> "$DIR/slurm.conf"
+        printf 'AccountingStoragePass=%s\n' "$DIR/munge/munge.socket" >> "$DIR/slurm.conf"  # munge socket to slurmdbd
         printf 'JobAcctGatherType=jobacct_gather/linux\n' >> "$DIR/slurm.conf"
     else
         printf 'AccountingStorageType=accounting_storage/none\nJobAcctGatherType=jobacct_gather/none\n' >> "$DIR/slurm.conf"
@@ -98,13 +99,14 @@ StoragePass=slurm
 StorageLoc=slurm_acct_db
 EOF
     chmod 600 "$DIR/slurmdbd.conf"
-    SLURM_CONF=$DIR/slurm.conf slurmdbd -f "$DIR/slurmdbd.conf"  # reads slurm.conf for ClusterName (22.05)
-    for _ in $(seq 60); do sacctmgr -n list cluster > /dev/null 2>&1 && return; sleep 0.5; done
-    die "slurmdbd did not answer: $DIR/log/slurmdbd.log"
+    slurmdbd  # reads slurmdbd.conf beside $SLURM_CONF
+    for _ in $(seq 120); do (echo > /dev/tcp/127.0.0.1/6819) 2> /dev/null && return; sleep 0.5; done
+    die "slurmdbd did not listen on port 6819: $DIR/log/slurmdbd.log"
 }
 
 wait_idle() {
-    for _ in $(seq 60); do
+    local end=$((SECONDS + 60))
+    while ((SECONDS < end)); do
         [[ $(sinfo -h -N -o %t 2> /dev/null) == idle ]] && return
         sleep 0.5
     done
@@ -115,6 +117,7 @@ start() {
     local accounting=no
     [[ ${1:-} == --accounting ]] && accounting=yes
     [[ $(id -u) == 0 ]] || die "run as root (the daemons run as root here)"
+    trap '[[ $? == 0 ]] || stop' EXIT  # a failed start leaves no daemon behind
     command -v slurmctld > /dev/null || die "SLURM is not installed: tools/slurm_cluster.sh install"
     [[ -e $DIR/run/slurmctld.pid ]] && die "a cluster is running from $DIR: tools/slurm_cluster.sh stop first"
     rm -rf "$DIR/state" "$DIR/spool"
@@ -126,6 +129,7 @@ start() {
     slurmd -f "$DIR/slurm.conf"
     wait_idle
     [[ $(srun -N1 -n1 --time=1 hostname) == "$HOST" ]] || die "srun hostname failed"
+    [[ $accounting == no ]] || sacct -n > /dev/null || die "sacct does not answer: $DIR/log/slurmdbd.log"
     echo "SLURM cluster up (accounting: $accounting): export SLURM_CONF=$DIR/slurm.conf"
 }
 
