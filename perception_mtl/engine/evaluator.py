@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from torchmetrics import Metric
 from tqdm import tqdm
 
 from perception_mtl import distributed
@@ -38,8 +39,10 @@ def evaluate(model: torch.nn.Module, tasks: dict[str, Task], loader: DataLoader,
     was_training = model.training
     model.eval()
     metrics = {t: task.metric() for t, task in tasks.items()}
-    for metric in metrics.values():  # CPU states sync over gloo, also when training uses nccl
-        metric.process_group = distributed.cpu_group()
+    for metric in metrics.values():  # CPU states sync over gloo, also when training uses nccl: the
+        for part in metric.modules():  # metric's own and those of metrics inside it (edges, scene)
+            if isinstance(part, Metric):
+                part.process_group = distributed.cpu_group()
     writer = PredictionWriter(save_dir, tasks) if save_dir is not None else None
     first = None
     for batch in tqdm(loader, desc="evaluating", leave=False, disable=not progress):
