@@ -1,6 +1,6 @@
 """LibMTL 1.1.5 (PyPI, a test dependency) driven side by side with our balancers on one tiny model.
 
-`import_libmtl` makes LibMTL 1.1.5 import under torch 2.x; `LibMTLModel` builds LibMTL's own
+`import_libmtl` makes LibMTL 1.1.5 import under torch 2.x; `libmtl_model` builds LibMTL's own
 hard-parameter-sharing model (its `HPS` architecture mixed with a weighting, as its Trainer does)
 around copies of our model's layers; `run_pair` steps both from the same state and records, per step,
 the shared-parameter gradients and the task weights. Two fixes of LibMTL 1.1.5 for torch 2.x, both
@@ -61,7 +61,7 @@ def torch_shuffle(weighting: type):
         module.random = saved
 
 
-def LibMTLModel(weighting: type, model: SharedLinear, rep_grad: bool = False) -> nn.Module:
+def libmtl_model(weighting: type, model: SharedLinear, rep_grad: bool = False) -> nn.Module:
     """LibMTL's HPS model with `weighting`, holding copies of `model`'s shared layer (with its
     activation) and heads; `train_loss_buffer` (T, 64) and `epoch` as LibMTL's Trainer sets them."""
     lib = import_libmtl()
@@ -133,7 +133,7 @@ def run_pair(name: str, params: dict, weighting: type, kwargs: dict, steps: int 
     holds each step's losses); `setup(balancer, lib_model)` adjusts the initial state."""
     torch.manual_seed(0)
     model = ThreeTasks()
-    lib = LibMTLModel(weighting, model, rep_grad)
+    lib = libmtl_model(weighting, model, rep_grad)
     balancer = build_balancer(name, TASKS, params)
     if setup:
         setup(balancer, lib)

@@ -22,7 +22,7 @@ import torch
 from perception_mtl.balancing import build_balancer
 
 from helpers import ThreeTasks, TwoTaskLinear
-from libmtl_host import TASKS, LibMTLModel, Record, import_libmtl, run_pair, torch_shuffle
+from libmtl_host import TASKS, libmtl_model, Record, import_libmtl, run_pair, torch_shuffle
 from libmtl_newer import AlignedMTL, DBMTL, NashMTL
 
 LIB = import_libmtl()
@@ -136,7 +136,7 @@ def test_gradvac_1_1_5_moves_its_ema_only_where_it_corrects():
 
 def test_cagrad_in_libmtl_1_1_5_runs_with_three_tasks_only():
     # CAGrad.py 1.1.5 reshapes w to (1, 3) (fixed in its repository, commit 01cb7f1); ours takes any number
-    host = LibMTLModel(W.CAGrad, TwoTaskLinear())
+    host = libmtl_model(W.CAGrad, TwoTaskLinear())
     with pytest.raises(ValueError, match="reshape"):
         host.backward(host.losses(), calpha=0.5, rescale=1)
     model = TwoTaskLinear()
@@ -173,7 +173,7 @@ def test_logged_weights_nash_before_the_clip_db_mtl_ones():
 def test_libmtl_1_1_5_needs_the_two_torch_2_fixes_of_the_host():
     import torchvision
     assert not (Path(torchvision.models.__file__).parent / "utils.py").exists()  # LibMTL's resnet.py imports it
-    host = LibMTLModel(W.PCGrad, ThreeTasks())
+    host = libmtl_model(W.PCGrad, ThreeTasks())
     own = LIB.architecture.abstract_arch.AbsArchitecture.zero_grad_share_params  # encoder.zero_grad(): to None
     host.zero_grad_share_params = types.MethodType(own, host)
     with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'data'"):
@@ -187,7 +187,7 @@ def test_defaults_that_differ_are_the_documented_ones():
     assert build_balancer("cagrad", TASKS).make(3).gramian_weighting.c == 0.4
     assert next(iter(build_balancer("gradvac", TASKS).aggregators.values())).beta == 0.01
     assert torch.equal(build_balancer("uncertainty", TASKS, REGRESSION).log_var, torch.zeros(3))
-    assert math.isclose(float(LibMTLModel(W.UW, ThreeTasks()).loss_scale[0]), -0.5)
+    assert math.isclose(float(libmtl_model(W.UW, ThreeTasks()).loss_scale[0].detach()), -0.5)
 
 
 if __name__ == "__main__":  # the README table's numbers
