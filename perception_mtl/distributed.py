@@ -34,15 +34,26 @@ _CPU_GROUP = None  # a gloo group for CPU tensors and objects when the default b
 
 def resolve_device(name: str) -> torch.device:
     """`train.device` -> torch.device: "auto" is this process's GPU (LOCAL_RANK) when CUDA is
-    available, else the CPU; "cuda" is the GPU of LOCAL_RANK; "cuda:N" and "cpu" are themselves."""
+    available, else the CPU; "cuda" is the GPU of LOCAL_RANK; "cuda:N" is GPU N in one process,
+    and refused under torchrun (every rank would share GPU N); "cpu" is itself. A GPU this
+    machine does not have is a DeviceError."""
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError(f"train.device={name} but this torch has no CUDA device "
                            f"(torch {torch.__version__}); run with train.device=cpu (or auto)")
+    if name.startswith("cuda:") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise DeviceError(f"train.device={name} under torchrun would put every rank on one GPU; use "
+                          "train.device=cuda (or auto): each rank takes the GPU of its LOCAL_RANK")
     device = torch.device(f"cuda:{local}" if name == "cuda" else name)
     if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            which = f"LOCAL_RANK={local}" if name == "cuda" else f"train.device={name}"
+            raise DeviceError(f"{which} asks for GPU {device.index}, but {count} GPU(s) are visible here "
+                              f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); start at "
+                              f"most {count} process(es) per node, or name a GPU below {count}")
         torch.cuda.set_device(device)
     return device
 

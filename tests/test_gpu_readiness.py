@@ -28,3 +28,74 @@ def test_every_metric_inside_a_metric_syncs_over_the_cpu_group(tmp_path, monkeyp
     inner = [(type(m).__name__, type(p).__name__) for m in made for p in m.modules() if isinstance(p, Metric)]
     assert {"BinaryStatScores", "MulticlassAccuracy"} <= {name for _, name in inner}
     assert all(p.process_group is group for m in made for p in m.modules() if isinstance(p, Metric)), inner
+
+
+def test_a_sample_reseeds_the_cpu_generator_only(monkeypatch):
+    """With data.workers=0 the samples are read in the training process: torch.manual_seed there
+    would reseed the GPUs' generators per sample (GradDrop's draws, dropout), unrestored by
+    fork_rng(devices=[])."""
+    from perception_mtl.data.sampling import SeededDataset
+
+    reseeded: list[int] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeded.append)
+    monkeypatch.setattr(torch.cuda, "manual_seed", reseeded.append)
+    data = SeededDataset(_Draw())
+    assert torch.equal(data[(0, 5)], data[(1, 5)]) and not torch.equal(data[(0, 5)], data[(0, 6)])
+    assert not reseeded
+
+
+class _Draw(torch.utils.data.Dataset):
+    """Every item is a draw from torch's global generator."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.rand(3)
+
+
+def _gpus(monkeypatch, count: int) -> list:
+    """Pretend `count` GPUs are visible; returns the list of devices set."""
+    chosen: list = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    return chosen
+
+
+def test_each_torchrun_rank_takes_its_local_rank_gpu(monkeypatch):
+    chosen = _gpus(monkeypatch, 4)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert distributed.resolve_device("cuda") == torch.device("cuda:2") == distributed.resolve_device("auto")
+    with pytest.raises(distributed.DeviceError, match="every rank on one GPU; use train.device=cuda"):
+        distributed.resolve_device("cuda:0")
+    assert chosen == [torch.device("cuda:2")] * 2
+
+
+def test_a_gpu_this_host_lacks_is_a_device_error(monkeypatch):
+    _gpus(monkeypatch, 2)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    with pytest.raises(distributed.DeviceError, match="LOCAL_RANK=3 asks for GPU 3, but 2 GPU"):
+        distributed.resolve_device("auto")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(distributed.DeviceError, match="train.device=cuda:3 asks for GPU 3, but 2 GPU"):
+        distributed.resolve_device("cuda:3")
+
+
+def test_a_checkpoint_saved_on_cuda_3_evaluates_and_predicts_here(tiny_checkpoint, tmp_path):
+    """The device a run trained on is no statement about this host: evaluate and predict take
+    train.device=auto unless told otherwise."""
+    from perception_mtl.engine.checkpoint import load_checkpoint, save_checkpoint
+    from perception_mtl.engine.checkpoint_eval import evaluate_checkpoint, open_checkpoint
+    from perception_mtl.inference.predictor import Predictor
+
+    state = load_checkpoint(tiny_checkpoint)
+    state["config"]["train"]["device"] = "cuda:3"
+    saved = tmp_path / "cuda3.pt"
+    save_checkpoint(saved, state)
+    opened = open_checkpoint(saved, limit=1)
+    assert opened.device == distributed.resolve_device("auto")
+    assert "seg/mIoU" in evaluate_checkpoint(opened, progress=False)
+    assert open_checkpoint(saved, limit=1, overrides=["train.device=cpu"]).device == torch.device("cpu")
+    assert next(Predictor.from_checkpoint(saved).model.parameters()).device == distributed.resolve_device("auto")

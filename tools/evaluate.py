@@ -4,7 +4,8 @@
 
 Prints and writes (next to the checkpoint, as eval_<split>.json) the same metric keys as training.
 --save-predictions writes DIR/semantic/<frame>.png (Cityscapes label ids), DIR/depth/<frame>.png
-(uint16 depth*256, 0 = none) and DIR/detections.json + DIR/detections_gt.json (COCO).
+(uint16 depth*256, 0 = none) and DIR/detections.json + DIR/detections_gt.json (COCO), with BDD100K's
+10 classes also DIR/detections_bdd100k.json (BDD100K's format, for its toolkit's bdd100k.eval.run -t det).
 """
 from __future__ import annotations
 

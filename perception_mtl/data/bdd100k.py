@@ -5,6 +5,8 @@ A dataset asked for tasks of both sets is the 100K frames followed by the 10K fr
 with `has` = the tasks it carries, so a batch holds partial labels (batch["has"]). Samples follow
 cityscapes.py's contract, plus drivable (H, W) int64: 0 direct, 1 alternative, 2 background,
 255 ignore. Scene attributes are mapped onto cityscapes.py's WEATHERS and TIMES, -1 = unknown.
+Box labels index the class set `det_classes` (data/det_classes.py): BDD100K's 10 official classes
+by default, or the 8 Cityscapes classes of a mix.
 """
 from __future__ import annotations
 
@@ -77,8 +79,8 @@ class BDD100KDataset(FrameDataset):
 
     def __init__(self, root: str | Path, split: str = "train", tasks: tuple[str, ...] = ("det", "seg", "drivable"),
                  seg_classes: int = 19, class_map: dict[str, str | None] | None = None,
-                 det_classes: str = "bdd100k", on_bad_label: str = "error", size: tuple[int, int] | None = None, hflip: float = 0.0,
-                 color_jitter: float = 0.0, min_box_size: float = 2.0):
+                 det_classes: str = "bdd100k", on_bad_label: str = "error", size: tuple[int, int] | None = None,
+                 hflip: float = 0.0, color_jitter: float = 0.0, min_box_size: float = 2.0):
         super().__init__(on_bad_label)
         self.root, self.split, self.tasks = Path(root), split, frozenset(tasks)
         unknown = self.tasks - TASKS_100K - TASKS_10K

@@ -56,6 +56,6 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> dict:
         index, seed = item
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed % (2**63))
+        with torch.random.fork_rng(devices=[]):  # the CPU generator only: torch.manual_seed would also
+            torch.default_generator.manual_seed(seed % (2**63))  # reseed (unrestored) every GPU's
             return self.dataset[index]

@@ -42,6 +42,17 @@ def load_checkpoint(path: str | Path, advice: str = "rerun the training that wri
         raise CheckpointError(f"checkpoint {path} is unreadable ({_reason(path, err)});\n{advice}") from err
 
 
+def saved_config(state: dict):
+    """The checkpoint's config for evaluating or predicting here: `train.device` back to auto (a
+    saved cuda:3 names a GPU of the host that trained, which this one may not have; key=value
+    overrides such as train.device=cpu still go over it)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(state["config"])
+    cfg.train.device = "auto"
+    return cfg
+
+
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from perception_mtl.data.build import val_loaders
 from perception_mtl.distributed import resolve_device
 from perception_mtl.engine.builders import build_model, build_tasks, load_config
-from perception_mtl.engine.checkpoint import CheckpointError, load_checkpoint
+from perception_mtl.engine.checkpoint import CheckpointError, load_checkpoint, saved_config
 from perception_mtl.engine.evaluator import evaluate_parts
 
 
@@ -43,7 +43,7 @@ def open_checkpoint(checkpoint: str | Path, split: str = "val", limit: int | Non
     if not isinstance(state, dict) or not {"model", "config", "step"} <= set(state):
         raise CheckpointError(f"{checkpoint} is not a perception_mtl checkpoint (it has no model, config and step); "
                               f"{advice}")
-    cfg = load_config(None, list(overrides), defaults=None, base=OmegaConf.create(state["config"]))
+    cfg = load_config(None, list(overrides), defaults=None, base=saved_config(state))
     return OpenCheckpoint(state, cfg, val_loaders(cfg, split, limit), resolve_device(cfg.train.device))
 
 

@@ -2,7 +2,8 @@
 `--save-predictions`): each task writes its own format through its `Task.exporter` (seg:
 semantic/<frame>.png Cityscapes label ids; depth: depth/<frame>.png uint16 depth*256, KITTI's;
 det: detections.json COCO results with detections_gt.json, the COCO ground truth of the same
-images; normals: normals/<frame>.png uint16). Tasks without a format are not written."""
+images, and with BDD100K's classes detections_bdd100k.json in BDD100K's format; normals:
+normals/<frame>.png uint16). Tasks without a format are not written."""
 from __future__ import annotations
 
 from pathlib import Path

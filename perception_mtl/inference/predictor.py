@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from perception_mtl.distributed import resolve_device
 from perception_mtl.engine.builders import build_model, build_tasks, load_config
-from perception_mtl.engine.checkpoint import load_checkpoint
+from perception_mtl.engine.checkpoint import load_checkpoint, saved_config
 from perception_mtl.engine.evaluator import predict_batch
 from perception_mtl.inference.runtime import ExportedModel
 from perception_mtl.tasks.base import Task
@@ -26,7 +26,7 @@ def load_model(checkpoint: str | Path,
                overrides: list[str] | tuple[str, ...] = ()) -> tuple[DictConfig, dict[str, Task], nn.Module]:
     """(config with `overrides`, tasks, model with the checkpoint's weights in eval mode, on the CPU)."""
     state = load_checkpoint(checkpoint, "predict with the last.pt or best.pt of a run that finished writing it")
-    cfg = load_config(None, list(overrides), defaults=None, base=OmegaConf.create(state["config"]))
+    cfg = load_config(None, list(overrides), defaults=None, base=saved_config(state))
     tasks = build_tasks(cfg)
     model = build_model(cfg, tasks)
     model.load_state_dict(state["model"])

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import torch
+from pycocotools.cocoeval import Params
 from torch import nn
 from torchmetrics import Metric
 from torchmetrics.detection import MeanAveragePrecision
@@ -22,13 +23,17 @@ class DetectionMetric(Metric):
     """COCO box mAP (IoU .50:.95) and mAP50, computed by pycocotools' COCOeval through
     torchmetrics; crowd boxes enter as iscrowd=1 ground truth. Under DDP, `compute` gathers every
     rank's images (ranks may hold different numbers of them, which torchmetrics' own list-state
-    sync does not survive) and every rank evaluates them all."""
+    sync does not survive) and every rank evaluates them all. The IoU and recall thresholds are
+    pycocotools' own: torchmetrics' defaults are float32 linspaces (0.55 -> 0.550000011920929), and a
+    recall threshold just above an exact recall k/n moves the precision read there (mAP off by ~1e-4)."""
 
     full_state_update = False
 
     def __init__(self):
         super().__init__()
+        coco = Params(iouType="bbox")
         self.coco = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools",
+                                         iou_thresholds=coco.iouThrs.tolist(), rec_thresholds=coco.recThrs.tolist(),
                                          sync_on_compute=False)
         self.images: list[tuple[dict, dict]] = []  # (prediction, target) per image
 
