@@ -99,3 +99,47 @@ def test_a_checkpoint_saved_on_cuda_3_evaluates_and_predicts_here(tiny_checkpoin
     assert "seg/mIoU" in evaluate_checkpoint(opened, progress=False)
     assert open_checkpoint(saved, limit=1, overrides=["train.device=cpu"]).device == torch.device("cpu")
     assert next(Predictor.from_checkpoint(saved).model.parameters()).device == distributed.resolve_device("auto")
+
+
+def _two_ranks_saved(monkeypatch) -> tuple[dict, list]:
+    """run_state of 2 ranks on GPUs 0 and 1 (the GPU generator faked by a recorder)."""
+    from perception_mtl.engine import rng
+
+    restored: list = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: torch.tensor([device.index], dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((int(state[0]), device)))
+    ranks = []
+    for r in (0, 1):
+        torch.manual_seed(100 + r)
+        ranks.append(rng.process_state(torch.device("cuda", r)))
+    return {"ranks": ranks}, restored
+
+
+def test_each_rank_restores_its_own_generators_on_a_host_with_other_gpus(monkeypatch, recwarn):
+    """Rank 1 saved on GPU 1 resumes as rank 1 on this host's GPU 0 (CUDA_VISIBLE_DEVICES, fewer
+    GPUs): it gets its own CPU and GPU state, exactly, without a warning."""
+    from perception_mtl.engine import rng
+
+    saved, restored = _two_ranks_saved(monkeypatch)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    rng.restore(saved, torch.device("cuda", 0))
+    torch.manual_seed(101)
+    expected = torch.rand(3)
+    rng.restore(saved, torch.device("cuda", 0))
+    assert torch.equal(torch.rand(3), expected)
+    assert restored == [(1, torch.device("cuda", 0))] * 2
+    assert not [w for w in recwarn if issubclass(w.category, rng.InexactResumeWarning)]
+
+
+def test_a_resume_that_cannot_be_exact_says_why(monkeypatch):
+    from perception_mtl.engine import rng
+
+    saved, _ = _two_ranks_saved(monkeypatch)
+    with pytest.warns(rng.InexactResumeWarning, match="2 process.*this run has 1.*not exact"):
+        rng.restore(saved, torch.device("cuda", 0))
+    with pytest.warns(rng.InexactResumeWarning, match="trained on cuda and resumes on cpu"):
+        rng.restore({"ranks": saved["ranks"][:1]}, torch.device("cpu"))
+    old = {**{k: saved["ranks"][0][k] for k in ("torch", "numpy", "python")}, "cuda": [torch.zeros(1)] * 2}
+    with pytest.warns(rng.InexactResumeWarning, match="2 GPU.*GPU 3"):  # was an IndexError
+        rng.restore(old, torch.device("cuda", 3))

@@ -2,10 +2,8 @@
 with errors that say what is wrong with the file and what to do."""
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from perception_mtl.atomic import atomic_write
@@ -51,18 +49,3 @@ def saved_config(state: dict):
     cfg = OmegaConf.create(state["config"])
     cfg.train.device = "auto"
     return cfg
-
-
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -21,7 +21,8 @@ from perception_mtl import distributed
 from perception_mtl.data.collate import collate, move_batch
 from perception_mtl.data.sampling import SeededDataset, StepSampler
 from perception_mtl.engine.builders import build_balancer, build_data, build_model, build_tasks
-from perception_mtl.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from perception_mtl.engine import rng
+from perception_mtl.engine.checkpoint import load_checkpoint, save_checkpoint
 from perception_mtl.engine.early_stopping import TaskEarlyStopping
 from perception_mtl.engine.evaluator import evaluate_parts
 from perception_mtl.engine.hooks import Hook, default_hooks
@@ -279,12 +280,14 @@ class Trainer:
                 self.save("best.pt", WEIGHTS_ONLY)
         return results
 
-    def state(self) -> dict:
+    def state(self, rng_states: dict | None = None) -> dict:
+        """Everything a resume needs; `rng_states`: every rank's (`rng.run_state`), default this process's."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "balancer": self.balancer.state_dict(),
                 "early_stopping": self.early_stopping.state_dict(), "schedule": self.schedule.state_dict(),
                 "step": self.step, "best": self.best, "skipped": self.skipped, "clipped": self.clipped,
-                "unlabelled": self.unlabelled, "unreadable": self.unreadable, "rng": rng_state(),
+                "unlabelled": self.unlabelled, "unreadable": self.unreadable,
+                "rng": rng_states if rng_states is not None else rng.run_state(self.device),
                 "train_time": self.train_time,
                 "wandb_id": self.wandb_id, "config": OmegaConf.to_container(self.cfg, resolve=True)}
 
@@ -292,8 +295,9 @@ class Trainer:
         """Write `self.state()` (only its `keys` when given) to `run_dir/name`."""
         now = time.perf_counter()
         self.train_time, self._clock = self.train_time + now - self._clock, now
+        rng_states = rng.run_state(self.device)  # a collective: every rank's own generators
         if distributed.is_main():
-            state = self.state()
+            state = self.state(rng_states)
             save_checkpoint(self.run_dir / name, state if keys is None else {k: state[k] for k in keys})
         distributed.barrier()  # no rank runs ahead of a checkpoint it may have to resume from
 
@@ -311,4 +315,4 @@ class Trainer:
         self.unreadable = state.get("unreadable", 0)  # checkpoints before the count: none seen
         self.train_time = state.get("train_time", 0.0)
         self.wandb_id = state.get("wandb_id")
-        set_rng_state(state["rng"])
+        rng.restore(state["rng"], self.device)
