@@ -204,38 +204,65 @@ def gather_objects(items: list) -> list:
     return [item for part in parts for item in part]
 
 
-def average_gradients(params: Iterable[nn.Parameter]) -> None:
-    """Replace every `.grad` by its mean over ranks, in one flat all-reduce. A parameter without
-    a grad on this rank counts as zeros if another rank has one, and stays None otherwise."""
+BUCKET_BYTES = 25 * 2**20  # DDP's default bucket_cap_mb: one collective per bucket, not per tensor
+
+
+def _buckets(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """`tensors` grouped by device and dtype into runs of at most BUCKET_BYTES (a larger tensor
+    is a bucket of its own)."""
+    groups: dict[tuple, list[list[torch.Tensor]]] = {}
+    for t in tensors:
+        runs = groups.setdefault((t.device, t.dtype), [[]])
+        if runs[-1] and sum(x.numel() for x in runs[-1]) * t.element_size() + t.nbytes > BUCKET_BYTES:
+            runs.append([])
+        runs[-1].append(t)
+    return [run for runs in groups.values() for run in runs]
+
+
+def _coalesced(tensors: list[torch.Tensor], collective) -> None:
+    """Apply `collective(flat)` in place to `tensors`, one flattened bucket at a time. By hand
+    because DDP's reducer only serves DistributedDataParallel's own backward, and our balancers
+    run theirs (several backward passes, Jacobians)."""
+    for bucket in _buckets(tensors):
+        flat = torch.cat([t.reshape(-1) for t in bucket])
+        collective(flat)
+        for t, piece in zip(bucket, flat.split([t.numel() for t in bucket])):
+            t.copy_(piece.view_as(t))
+
+
+def all_reduce_mean_many(tensors: Iterable[torch.Tensor]) -> None:
+    """`all_reduce_mean` of every tensor, in place, in coalesced buckets."""
+    if active():
+        _coalesced(list(tensors), all_reduce_mean)
+
+
+def average_gradients(params: Iterable[nn.Parameter], averaged: Iterable[nn.Parameter] = ()) -> None:
+    """Replace every `.grad` by its mean over ranks, in coalesced buckets; `averaged`: parameters
+    whose gradient is already the global one (a balancer averaged it), left alone. A parameter
+    without a grad on this rank counts as zeros if another rank has one, and stays None otherwise."""
     if not active():
         return
-    params = list(params)
+    done = {id(p) for p in averaged}
+    params = [p for p in params if id(p) not in done]
     has = any_rank(torch.tensor([p.grad is not None for p in params], dtype=torch.bool))
     params = [p for p, h in zip(params, has.tolist()) if h]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    if not params:
-        return
-    flat = all_reduce_mean(torch.cat([p.grad.reshape(-1) for p in params]))
-    for p, piece in zip(params, flat.split([p.numel() for p in params])):
-        p.grad.copy_(piece.view_as(p.grad))
+    all_reduce_mean_many(p.grad for p in params)
 
 
 def average_buffers(module: nn.Module) -> None:
     """Average floating-point buffers (BatchNorm running statistics, updated from each rank's own
     batch) over ranks, so that every rank, the checkpoint and the evaluation share one model."""
-    if active():
-        for b in module.buffers():
-            if b.is_floating_point():
-                all_reduce_mean(b.data)
+    all_reduce_mean_many(b.data for b in module.buffers() if b.is_floating_point())
 
 
 def broadcast_module(module: nn.Module) -> None:
     """Copy rank 0's parameters and buffers to every rank."""
     if active():
-        for t in [*module.parameters(), *module.buffers()]:
-            dist.broadcast(t.data, src=0)
+        _coalesced([t.data for t in [*module.parameters(), *module.buffers()]], lambda flat: dist.broadcast(
+            flat, src=0, group=_group(flat)))
 
 
 def barrier() -> None:

@@ -143,3 +143,28 @@ def test_a_resume_that_cannot_be_exact_says_why(monkeypatch):
     old = {**{k: saved["ranks"][0][k] for k in ("torch", "numpy", "python")}, "cuda": [torch.zeros(1)] * 2}
     with pytest.warns(rng.InexactResumeWarning, match="2 GPU.*GPU 3"):  # was an IndexError
         rng.restore(old, torch.device("cuda", 3))
+
+
+def test_a_ddp_step_all_reduces_each_gradient_once_in_a_few_buckets(tiny_world, tmp_path, monkeypatch):
+    """PCGrad (parameter space) all-reduces the shared Jacobian, which makes the shared gradient
+    global: the trainer must not all-reduce it again, and no collective goes per parameter. The
+    process group is faked (one rank whose all-reduce records what it carries)."""
+    import torch.distributed as dist
+
+    from perception_mtl.data.collate import move_batch
+    from perception_mtl.engine.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tiny_world, tmp_path, "balancer.name=pcgrad", "train.steps=1"), hooks=[])
+    batch = move_batch(next(trainer._batches()), trainer.device)
+    reduced: list[torch.Tensor] = []
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 1)
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 0)
+    monkeypatch.setattr(dist, "all_reduce", lambda t, op=None, group=None: reduced.append(t))
+    trainer.train_step(batch)
+    floats = [t for t in reduced if t.dtype == torch.float32]
+    shared = sum(p.numel() for p in trainer.model.shared_parameters() if p.requires_grad)
+    own = sum(p.numel() for t in trainer.tasks for p in trainer.model.task_parameters(t))
+    buffers = sum(b.numel() for b in trainer.model.buffers() if b.dtype == torch.float32)
+    assert sum(t.numel() for t in floats) == len(trainer.tasks) * shared + own + buffers  # the Jacobian, not the grad too
+    assert len(floats) <= 6, [t.numel() for t in floats]

@@ -128,6 +128,7 @@ class AggregatorBalancer(Balancer):
         self.max_norm, self.min_tasks, self.primary = max_norm, min_tasks, primary
         self.aggregators: dict[tuple[str, ...], Aggregator] = {tuple(tasks): make(len(tasks))}
         self.pending: dict[tuple[str, ...], list[dict]] = {}  # restored states not yet used
+        self.averaged: list[nn.Parameter] = []  # shared parameters whose gradient is already global
 
     def _for(self, present: list[str]) -> Aggregator:
         key = tuple(present)
@@ -165,9 +166,8 @@ class AggregatorBalancer(Balancer):
         mtl_backward(list(losses.values()), representation(model),
                      tasks_params=[list(model.task_parameters(t)) for t in losses],
                      shared_params=shared, parallel_chunk_size=self.chunk)
-        if distributed.active():  # the global batch's Jacobian: the mean of the ranks' Jacobians
-            for p in shared:
-                distributed.all_reduce_mean(p.jac)
+        distributed.all_reduce_mean_many(p.jac for p in shared)  # the global batch's Jacobian: the ranks' mean
+        self.averaged = shared
         if isinstance(aggregator, WeightedAggregator):
             return jac_to_grad(shared, aggregator)
         jacs = [p.jac.flatten(1) for p in shared]
@@ -181,14 +181,18 @@ class AggregatorBalancer(Balancer):
     def _clip(self, model: nn.Module) -> float:
         """Clip the shared parameters' (global) gradient to `max_norm`; returns the factor applied."""
         shared = [p for p in model.shared_parameters() if p.grad is not None]
-        if distributed.active():
-            for p in shared:
-                distributed.all_reduce_mean(p.grad)
+        done = {id(p) for p in self.averaged}  # parameter space: already the global gradient
+        distributed.all_reduce_mean_many(p.grad for p in shared if id(p) not in done)
+        self.averaged = shared
         norm = float(torch.nn.utils.clip_grad_norm_(shared, self.max_norm))
         return min(1.0, self.max_norm / (norm + 1e-6))
 
+    def averaged_parameters(self) -> list[nn.Parameter]:
+        return self.averaged
+
     def backward(self, losses: Losses, model: nn.Module) -> dict:
         distributed.require_same_tasks(list(losses), self.tasks)
+        self.averaged = []
         losses = self._ordered(losses)
         if len(losses) < self.min_tasks:
             next(iter(losses.values())).backward()

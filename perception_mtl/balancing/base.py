@@ -57,3 +57,8 @@ class Balancer(nn.Module, ABC):
 
     def optimizer_parameters(self) -> list[nn.Parameter]:
         return list(self.parameters())
+
+    def averaged_parameters(self) -> list[nn.Parameter]:
+        """Parameters whose `.grad` the last `backward` already averaged over ranks (gradient
+        methods that all-reduce the Jacobian): the trainer does not all-reduce them again."""
+        return []

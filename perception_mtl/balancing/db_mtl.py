@@ -40,6 +40,7 @@ class DBMTL(Balancer):
         self.beta, self.beta_sigma = beta, beta_sigma
         self.register_buffer("steps", torch.zeros(len(tasks), dtype=torch.long))
         self.ema: list[torch.Tensor] = []  # per shared parameter: (T, *shape)
+        self.averaged: list[nn.Parameter] = []
 
     def _update(self, shared: list[nn.Parameter], idx: torch.Tensor) -> None:
         """Fold this step's Jacobians (`p.jac`, rows in `idx`'s order) into the EMA."""
@@ -48,11 +49,15 @@ class DBMTL(Balancer):
         self.ema = [h.to(p.device) for h, p in zip(self.ema, shared)]  # a checkpoint loads on the CPU
         self.steps[idx] += 1
         rate = self.beta / self.steps[idx].double() ** self.beta_sigma  # (n,)
+        distributed.all_reduce_mean_many(p.jac for p in shared)  # the global batch's Jacobians
         for h, p in zip(self.ema, shared):
-            jac = distributed.all_reduce_mean(p.jac)
+            jac = p.jac
             rate_p = rate.to(jac).view(-1, *[1] * p.dim())
             h[idx] = jac + rate_p * (h[idx] - jac)
             del p.jac
+
+    def averaged_parameters(self) -> list[nn.Parameter]:
+        return self.averaged
 
     def backward(self, losses: Losses, model: nn.Module) -> dict:
         distributed.require_same_tasks(list(losses), self.tasks)
@@ -66,6 +71,7 @@ class DBMTL(Balancer):
         for h, p in zip(self.ema, shared):
             g = torch.tensordot(alpha.to(h), h[idx], dims=1)
             p.grad = g if p.grad is None else p.grad + g
+        self.averaged = shared  # from the global Jacobians: the same on every rank
         return {"weights": dict(zip(losses, alpha.tolist()))}
 
     def get_extra_state(self) -> dict:

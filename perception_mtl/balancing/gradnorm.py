@@ -60,13 +60,13 @@ class GradNorm(Balancer):
 
     def _norms_on_parameters(self, losses: Losses, model: nn.Module) -> torch.Tensor:
         params = list(model.last_shared_parameters())
-        norms = []
+        rows = []
         for loss in losses.values():
             grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-            flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
-                              for g, p in zip(grads, params)])
-            norms.append(distributed.all_reduce_mean(flat).norm())  # the global batch's gradient
-        return torch.stack(norms).to(self.w.device)
+            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+                                   for g, p in zip(grads, params)]))
+        jac = distributed.all_reduce_mean(torch.stack(rows))  # the global batch's gradients, one collective
+        return jac.norm(dim=1).to(self.w.device)
 
     def backward(self, losses: Losses, model: nn.Module) -> dict:
         distributed.require_same_tasks(list(losses), self.tasks)

@@ -3,8 +3,6 @@ non-finite gradient after it and before the optimizer step; `train.nonfinite` sa
 step is skipped (and counted) or the run stops with one of these errors."""
 from __future__ import annotations
 
-from typing import Iterable
-
 import torch
 from torch import nn
 
@@ -17,15 +15,17 @@ class NonFiniteGradientError(NonFiniteLossError):
     """A gradient became NaN or Inf after the balancer's backward and `train.nonfinite=stop`."""
 
 
-def _finite(params: Iterable[nn.Parameter]) -> bool:
-    return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
-
-
 def nonfinite_gradients(model: nn.Module, tasks: list[str]) -> list[str]:
     """Where `.grad` is NaN/Inf: the tasks whose own parameters (head, own neck) have such a
     gradient, and "the combined gradient on the shared parameters" when only those do (the
-    balancer has already mixed the tasks there). Empty when every gradient is finite."""
-    named = [t for t in tasks if not _finite(model.task_parameters(t))]
-    if not named and not _finite(model.parameters()):
-        named = ["the combined gradient on the shared parameters"]
-    return named
+    balancer has already mixed the tasks there). Empty when every gradient is finite. One
+    device-to-host copy per step: the per-parameter flags are stacked on the device first."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params:
+        return []
+    finite = torch.stack([torch.isfinite(p.grad).all() for p in params]).tolist()
+    if all(finite):
+        return []
+    bad = {id(p) for p, ok in zip(params, finite) if not ok}
+    named = [t for t in tasks if any(id(p) in bad for p in model.task_parameters(t))]
+    return named or ["the combined gradient on the shared parameters"]

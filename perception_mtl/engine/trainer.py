@@ -192,7 +192,8 @@ class Trainer:
         for hook in self.hooks:
             stats.update(hook.before_backward(self, losses, batch))
         result = self.balancer.backward(losses, self.model)
-        distributed.average_gradients(p for group in self.optimizer.param_groups for p in group["params"])
+        distributed.average_gradients((p for group in self.optimizer.param_groups for p in group["params"]),
+                                      self.balancer.averaged_parameters())  # those not averaged yet
         if (skipped := self._guard_gradients(losses)) is not None:
             return skipped
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
@@ -209,7 +210,7 @@ class Trainer:
         """None to go on; {} when the step is skipped (a non-finite loss under train.nonfinite=skip,
         or no active task labelled in the batch on any rank); raises under train.nonfinite=stop."""
         named = {**{t: losses.get(t, torch.zeros((), device=self.device)) for t in self.tasks}, **coupling}  # same order on every rank
-        flags = distributed.any_rank(torch.tensor([not bool(torch.isfinite(v)) for v in named.values()]))
+        flags = distributed.any_rank(~torch.isfinite(torch.stack([v.detach().float() for v in named.values()])))
         bad = [t for t, f in zip(named, flags.tolist()) if f]
         if bad:
             return self._skip_or_stop(NonFiniteLossError(
