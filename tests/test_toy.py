@@ -1,0 +1,161 @@
+"""The toy problem of CAGrad (Liu et al., NeurIPS 2021, Fig. 1; github.com/Cranial-XIX/CAGrad, toy.py
+and misc/cagrad.gif, whose last frame is the figure), reused by Nash-MTL (Navon et al., ICML 2022;
+github.com/AvivNavon/nash-mtl, experiments/toy, misc/toy_pareto_2d.png) and FAMO (Liu et al.,
+NeurIPS 2023, Fig. 1; github.com/Cranial-XIX/FAMO, experiments/toy, misc/fig.png).
+
+Independent references written here: the objectives' gradients by hand (numpy), and the two-task
+closed forms of the update directions:
+- MGDA: the min-norm point of the segment [g1, g2], gamma = clip(<g2 - g1, g2> / |g1 - g2|^2, 0, 1);
+- PCGrad: each gradient minus its projection on the other when <g1, g2> < 0, averaged;
+- CAGrad: g0 + (c |g0| / |g_w|) g_w with g_w = w g1 + (1 - w) g2, w minimising
+  <g_w, g0> + c |g0| |g_w| over [0, 1]: a one-dimensional convex problem solved in closed form
+  (stationary point of a + r (A w + B) / sqrt(A w^2 + 2 B w + C), clipped to [0, 1]).
+Our balancers must give these directions up to a constant factor (Adam ignores it), and follow
+the reference trajectories under Adam. The slow test runs the references with the papers'
+protocol (Adam, lr 1e-3, 100k steps) and asserts the outcomes CAGrad's Fig. 1 shows, per start:
+  GD (equal):  (-8.5, 7.5) and (9, 9) stop in the valleys above x2 = 0 (not on the Pareto set);
+               (-8.5, -5) reaches the mean-loss optimum (0, -8.3551).
+  MGDA:        every start reaches the Pareto set: near x1 = -3.5, at x1 = -7 (its end), near 3.5.
+  PCGrad:      every start reaches the Pareto set, away from the optimum (|x1| > 2).
+  CAGrad:      every start ends next to the optimum.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from perception_mtl.analysis import toy
+from perception_mtl.balancing import build_balancer
+
+C = 0.5  # CAGrad's c in its toy.py
+
+
+def grads(x: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """By hand: the gradients of f1 and f2 at x (S, 2), each (S, 2); the gates' kink at x2 = 0
+    passes the derivative on both sides, as torch's clamp does."""
+    x1, x2 = x[:, 0], x[:, 1]
+    t2 = np.tanh(x2 / 2)
+    a, b = np.maximum(t2, 0), np.maximum(-t2, 0)
+    da, db = np.where(t2 >= 0, (1 - t2 ** 2) / 2, 0.0), np.where(t2 <= 0, -(1 - t2 ** 2) / 2, 0.0)
+    th = np.tanh(x2)
+    dth = 1 - th ** 2
+    u1, u2 = th - (x1 + 7) / 2, (7 - x1) / 2 - th
+    v1, v2 = (np.log(np.maximum(np.abs(u), 5e-6)) + 6 for u in (u1, u2))
+    r1, r2 = (np.where(np.abs(u) > 5e-6, 1 / np.where(u == 0, 1, u), 0.0) for u in (u1, u2))
+    bowl = 0.01 * (x2 + 8) ** 2 - 20
+    q1, q2 = (x1 - 7) ** 2 / 10 + bowl, (x1 + 7) ** 2 / 10 + bowl
+    g1 = np.stack([-a * r1 / 2 + b * (x1 - 7) / 5, da * v1 + a * r1 * dth + db * q1 + b * 0.02 * (x2 + 8)], -1)
+    g2 = np.stack([-a * r2 / 2 + b * (x1 + 7) / 5, da * v2 - a * r2 * dth + db * q2 + b * 0.02 * (x2 + 8)], -1)
+    return g1 * scale, g2
+
+
+def _dot(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return (p * q).sum(-1, keepdims=True)
+
+
+def ref_equal(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    return (g1 + g2) / 2
+
+
+def ref_mgda(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    gamma = np.clip(_dot(g2 - g1, g2) / np.maximum(_dot(g1 - g2, g1 - g2), 1e-30), 0, 1)
+    return gamma * g1 + (1 - gamma) * g2
+
+
+def ref_pcgrad(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    c = np.minimum(_dot(g1, g2), 0)
+    return (g1 - c / np.maximum(_dot(g2, g2), 1e-30) * g2 + g2 - c / np.maximum(_dot(g1, g1), 1e-30) * g1) / 2
+
+
+def ref_cagrad(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    """min over w of a w + r sqrt(A w^2 + 2 B w + C) (+ const), g_w = g2 + w (g1 - g2)."""
+    g0, e = (g1 + g2) / 2, g1 - g2
+    r = C * np.sqrt(_dot(g0, g0))
+    a, big_a, big_b, big_c = _dot(e, g0), _dot(e, e), _dot(e, g2), _dot(g2, g2)
+    disc = np.maximum(big_a * big_c - big_b ** 2, 0)
+    inner = r ** 2 * big_a > a ** 2  # else the objective is monotone: an end of [0, 1]
+    s = -np.sign(a) * np.sqrt(disc * a ** 2 / np.where(inner, r ** 2 * big_a - a ** 2, 1))
+    w = np.where(inner, (s - big_b) / np.maximum(big_a, 1e-30), np.where(a > 0, 0.0, 1.0)).clip(0, 1)
+    gw = g2 + w * e
+    return g0 + r / np.maximum(np.sqrt(_dot(gw, gw)), 1e-30) * gw
+
+
+REFERENCES = {"equal": ref_equal, "mgda": ref_mgda, "pcgrad": ref_pcgrad, "cagrad": ref_cagrad}
+# torchjd sums where the reference averages (equal, PCGrad) and drops CAGrad's 1 / (1 + c)
+FACTOR = {"equal": 2.0, "mgda": 1.0, "pcgrad": 2.0, "cagrad": 1.0}
+POINTS = [(-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0), (-5.0, 2.2), (5.0, 3.0), (0.0, -5.0), (-2.0, -2.0),
+          (3.0, -6.0), (-6.0, -7.0), (9.0, -1.0), (-7.5, -0.5), (4.0, -8.0)]
+
+
+def ours(method: str, point: tuple[float, float], scale: float = 1.0) -> np.ndarray:
+    """Our balancer's update direction (x.grad) at `point`."""
+    model = toy.ToyModel(point, scale)
+    build_balancer(method, list(toy.TASKS), toy.METHODS[method].params).backward(model.losses(), model)
+    return model.x.grad.double().numpy()
+
+
+def adam(direction, starts, steps: int, lr: float, dtype=np.float32) -> np.ndarray:
+    """torch's Adam (betas 0.9, 0.999, eps 1e-8) on x (S, 2) along direction(g1, g2)."""
+    x = np.array(starts, dtype=dtype)
+    m, v = np.zeros_like(x), np.zeros_like(x)
+    for t in range(1, steps + 1):
+        g = direction(*grads(x)).astype(dtype)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        x = x - lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    return x
+
+
+def test_objectives_match_the_hand_gradients_and_landmarks():
+    x = torch.empty(500, 2).uniform_(-10, 10, generator=torch.Generator().manual_seed(0)).double()
+    for scale in (1.0, 0.1):
+        xr = x.clone().requires_grad_(True)
+        f = toy.objectives(xr, scale)
+        auto = [torch.autograd.grad(f[:, i].sum(), xr, retain_graph=True)[0].numpy() for i in range(2)]
+        for mine, hand in zip(auto, grads(x.numpy(), scale)):
+            np.testing.assert_allclose(mine, hand, rtol=1e-9, atol=1e-9)
+    g1, g2 = grads(np.array([[0.0, -8.3551]]))
+    assert np.abs(g1 + g2).max() < 1e-3  # the mean loss is stationary at the optimum
+    for x1 in (-7.0, -3.0, 0.0, 4.0, 7.0):  # on the Pareto set the gradients are opposite
+        g1, g2 = grads(np.array([[x1, toy.pareto_x2(x1)]]))
+        assert abs(g1[0, 0] * g2[0, 1] - g1[0, 1] * g2[0, 0]) < 1e-9 and _dot(g1, g2)[0, 0] < 0
+    assert abs(toy.pareto_x2(0.0) - toy.PARETO_X2) < 2e-4 and abs(toy.pareto_x2(7.0) + 8.4345) < 1e-4
+
+
+@pytest.mark.parametrize("method", sorted(REFERENCES))
+def test_direction_matches_closed_form(method):
+    for point in POINTS:
+        g1, g2 = grads(np.array([point], dtype=np.float64))
+        want = FACTOR[method] * REFERENCES[method](g1, g2)[0]
+        got = ours(method, point)
+        tol = 2e-3 if method == "mgda" else 1e-4  # torchjd's MGDA: Frank-Wolfe to epsilon 1e-3
+        assert np.linalg.norm(got - want) <= tol * np.linalg.norm(want) + 1e-6, (method, point, got, want)
+
+
+def test_adam_runs_follow_the_reference():
+    """25 Adam steps (lr 0.05) from CAGrad's starts: our balancers land where the references do."""
+    for method in ("equal", "mgda", "pcgrad", "cagrad"):
+        want = adam(REFERENCES[method], toy.CAGRAD_STARTS, 25, 0.05)
+        for start, end in zip(toy.CAGRAD_STARTS, want):
+            got = toy.run(method, start, steps=25, lr=0.05, every=25).end
+            assert np.abs(np.array(got) - end).max() < 5e-3, (method, start, got, end)
+
+
+def test_outcome_reads_the_pareto_set():
+    assert toy.outcome((-3.35, -8.374))["pareto"] and toy.outcome((7.0, -8.4345))["pareto"]
+    assert not toy.outcome((0.0, -8.2))["pareto"] and not toy.outcome((-7.5, -8.45))["pareto"]
+    assert toy.outcome((0.0, -8.3551))["dist_to_optimum"] == 0.0
+
+
+@pytest.mark.slow
+def test_references_reproduce_cagrad_figure_1():
+    """Adam lr 1e-3, 100k steps, float32 (toy.py's torch.Tensor): the outcomes of the docstring."""
+    ends = {m: [toy.outcome(tuple(map(float, e))) for e in adam(REFERENCES[m], toy.CAGRAD_STARTS, 100_000, 1e-3)]
+            for m in REFERENCES}
+    top_left, bottom_left, top_right = ends["equal"]
+    assert not top_left["pareto"] and not top_right["pareto"] and bottom_left["dist_to_optimum"] < 0.01
+    assert all(o["pareto"] for m in ("mgda", "pcgrad", "cagrad") for o in ends[m])
+    top_left, bottom_left, top_right = (o["end"][0] for o in ends["mgda"])
+    assert -4 < top_left < -2.5 and bottom_left < -6.9 and 2.5 < top_right < 4
+    assert all(abs(o["end"][0]) > 2 for o in ends["pcgrad"])
+    assert all(o["dist_to_optimum"] < 0.5 for o in ends["cagrad"])
