@@ -1,6 +1,8 @@
 """CUDA/NCCL paths checked on the CPU: what a first GPU run would otherwise find (issue 25)."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from torchmetrics import Metric
@@ -168,3 +170,33 @@ def test_a_ddp_step_all_reduces_each_gradient_once_in_a_few_buckets(tiny_world, 
     buffers = sum(b.numel() for b in trainer.model.buffers() if b.dtype == torch.float32)
     assert sum(t.numel() for t in floats) == len(trainer.tasks) * shared + own + buffers  # the Jacobian, not the grad too
     assert len(floats) <= 6, [t.numel() for t in floats]
+
+
+def test_bench_balancers_steps_on_the_trainers_device(tiny_world, monkeypatch, capsys):
+    """Its batch and its freshly installed balancer (uncertainty's log_var) go to the trainer's
+    device, here the virtual one (a CPU batch there is what a CUDA trainer would refuse)."""
+    import importlib.util
+    from pathlib import Path
+
+    from helpers import TINY_TRAIN
+    from virtual_device import DEVICE, VirtualDevice
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "bench_balancers.py"
+    spec = importlib.util.spec_from_file_location("bench_balancers_tool", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(distributed, "resolve_device", lambda name: DEVICE)
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: contextlib.nullcontext())  # off (train.amp=false),
+    with VirtualDevice():  # but torch refuses to build it for the meta device type
+        tool.child("uncertainty", [*TINY_TRAIN, f"data.root={tiny_world}", "tasks=[seg,depth]"])
+    assert "peak_mib" in capsys.readouterr().out
+
+
+def test_the_bench_clock_waits_for_the_gpu(monkeypatch):
+    from perception_mtl.benchmark.clock import now
+
+    waited: list = []
+    monkeypatch.setattr(torch.cuda, "synchronize", waited.append)
+    now("cpu")
+    now(torch.device("cuda", 1))
+    assert waited == [torch.device("cuda", 1)]

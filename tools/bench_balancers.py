@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,7 +43,8 @@ from perception_mtl.balancing.scale import scale_safe  # noqa: E402
 from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
-from perception_mtl.data.collate import collate  # noqa: E402
+from perception_mtl.benchmark.clock import now  # noqa: E402
+from perception_mtl.data.collate import collate, move_batch  # noqa: E402
 from perception_mtl.engine.builders import load_config  # noqa: E402
 from perception_mtl.engine.trainer import Trainer  # noqa: E402
 
@@ -82,7 +82,7 @@ def install(trainer: Trainer, variant: str, model_state: dict) -> None:
     name, params = params_of(variant)
     defaults = load_config(None, [f"balancer.name={name}"]).balancer.params
     trainer.model.load_state_dict(model_state)
-    trainer.balancer = build_balancer(name, list(trainer.tasks), {**defaults, **params})
+    trainer.balancer = build_balancer(name, list(trainer.tasks), {**defaults, **params}).to(trainer.device)
     trainer.optimizer = torch.optim.AdamW(trainer._param_groups(), lr=trainer.cfg.optim.lr)
     trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, trainer._lr_factor)
 
@@ -97,7 +97,7 @@ def peak_memory(variant: str, overrides: list[str]) -> float:
 def child(variant: str, overrides: list[str]) -> None:
     with tempfile.TemporaryDirectory() as out:
         trainer = make_trainer(overrides, out)
-        batch = collate([trainer.train_set[i] for i in range(trainer.cfg.train.batch_size)])
+        batch = move_batch(collate([trainer.train_set[i] for i in range(trainer.cfg.train.batch_size)]), trainer.device)
         install(trainer, variant, copy.deepcopy(trainer.model.state_dict()))
         for _ in range(2):
             trainer.train_step(batch)
@@ -117,14 +117,14 @@ def gradient_child(mode: str, steps: int, warmup: int, overrides: list[str]) -> 
     and this process's peak memory."""
     with tempfile.TemporaryDirectory() as out:
         trainer = make_trainer(overrides, out)
-        batch = collate([trainer.train_set[i] for i in range(trainer.cfg.train.batch_size)])
+        batch = move_batch(collate([trainer.train_set[i] for i in range(trainer.cfg.train.batch_size)]), trainer.device)
         model = trainer.model
         shared = [p for p in model.shared_parameters() if p.requires_grad]
         engine = Engine(*shared_modules(model), batch_dim=None) if mode == "autogram" else None
         times = []
         for r in range(warmup + steps):
             model.zero_grad(set_to_none=True)
-            tic = time.perf_counter()
+            tic = now(trainer.device)
             losses = trainer.losses(batch, trainer.active_tasks())
             if engine is None:
                 mtl_backward(list(losses.values()), representation(model), shared_params=shared,
@@ -134,7 +134,7 @@ def gradient_child(mode: str, steps: int, warmup: int, overrides: list[str]) -> 
                 stacked = torch.stack(list(losses.values()))
                 stacked.backward(scale_safe(UPGradWeighting)(engine.compute_gramian(stacked)))
             if r >= warmup:
-                times.append(time.perf_counter() - tic)
+                times.append(now(trainer.device) - tic)
     print(json.dumps({"seconds": statistics.median(times), "peak_mib": _peak_mib()}))
 
 
@@ -205,7 +205,7 @@ def main() -> None:
         except DatasetError as err:
             p.exit(2, f"data error: {err}\n")
         cfg = trainer.cfg
-        batch = collate([trainer.train_set[i] for i in range(cfg.train.batch_size)])
+        batch = move_batch(collate([trainer.train_set[i] for i in range(cfg.train.batch_size)]), trainer.device)
         state = copy.deepcopy(trainer.model.state_dict())
         times: dict[str, list[float]] = {v: [] for v in runs}
         rounds = args.warmup + args.steps
@@ -213,10 +213,10 @@ def main() -> None:
             for r in range(rounds):
                 for variant in runs:
                     install(trainer, variant, state)
-                    tic = time.perf_counter()
+                    tic = now(trainer.device)
                     trainer.train_step(batch)
                     if r >= args.warmup:
-                        times[variant].append(time.perf_counter() - tic)
+                        times[variant].append(now(trainer.device) - tic)
                     bar.update()
     memory = {} if args.no_memory else {v: peak_memory(v, args.overrides) for v in tqdm(runs, desc="memory")}
 

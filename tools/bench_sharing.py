@@ -13,7 +13,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,7 +24,8 @@ from perception_mtl.benchmark.run import latency_ms  # noqa: E402
 from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
-from perception_mtl.data.collate import collate  # noqa: E402
+from perception_mtl.benchmark.clock import now  # noqa: E402
+from perception_mtl.data.collate import collate, move_batch  # noqa: E402
 from perception_mtl.engine.builders import load_config  # noqa: E402
 from perception_mtl.engine.trainer import Trainer  # noqa: E402
 from perception_mtl.models import SHARING  # noqa: E402
@@ -52,17 +52,18 @@ def main() -> int:
         except (ConfigError, DatasetError) as err:
             p.exit(2, f"error: {err}\n")
         cfg = trainers["hard"].cfg
-        batch = collate([trainers["hard"].train_set[i] for i in range(cfg.train.batch_size)])
+        batch = move_batch(collate([trainers["hard"].train_set[i] for i in range(cfg.train.batch_size)]),
+                           trainers["hard"].device)
         step: dict[str, list[float]] = {s: [] for s in schemes}
         latency: dict[str, list[float]] = {s: [] for s in schemes}
         with tqdm(total=(args.warmup + args.steps) * len(schemes), desc="timing", unit="step") as bar:
             for r in range(args.warmup + args.steps):
                 for s, trainer in trainers.items():
                     trainer.model.train()
-                    tic = time.perf_counter()
+                    tic = now(trainer.device)
                     trainer.train_step(batch)
                     if r >= args.warmup:
-                        step[s].append(time.perf_counter() - tic)
+                        step[s].append(now(trainer.device) - tic)
                         latency[s].append(latency_ms(trainer.model, tuple(cfg.data.size), repeats=5))
                     bar.update()
     device = "cuda" if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()} threads"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from perception_mtl.benchmark.clock import now  # noqa: E402
 from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.files import DatasetError  # noqa: E402
@@ -35,7 +35,8 @@ from perception_mtl.engine.trainer import Trainer  # noqa: E402
 class Clock:
     """Sums wall time per named part; module hooks time forwards."""
 
-    def __init__(self):
+    def __init__(self, device: torch.device):
+        self.device = device  # on a GPU every reading waits for the queued kernels
         self.parts: dict[str, list[float]] = {}
         self._start: dict[str, float] = {}
 
@@ -44,13 +45,13 @@ class Clock:
 
     @contextmanager
     def time(self, name: str):
-        start = time.perf_counter()
+        start = now(self.device)
         yield
-        self.add(name, time.perf_counter() - start)
+        self.add(name, now(self.device) - start)
 
     def hook(self, module: torch.nn.Module, name: str) -> None:
-        module.register_forward_pre_hook(lambda *_: self._start.__setitem__(name, time.perf_counter()))
-        module.register_forward_hook(lambda *_: self.add(name, time.perf_counter() - self._start[name]))
+        module.register_forward_pre_hook(lambda *_: self._start.__setitem__(name, now(self.device)))
+        module.register_forward_hook(lambda *_: self.add(name, now(self.device) - self._start[name]))
 
     def median(self, name: str) -> float:
         return statistics.median(self.parts[name])
@@ -58,7 +59,7 @@ class Clock:
 
 def step_breakdown(trainer: Trainer, steps: int, warmup: int = 3) -> tuple[Clock, float]:
     """Time `steps` training steps part by part; -> (clock, lower bound in s)."""
-    clock, model = Clock(), trainer.model
+    clock, model = Clock(trainer.device), trainer.model
     clock.hook(model.backbone, "backbone")
     if getattr(model, "shared_neck", False):
         clock.hook(model.neck, "neck")
@@ -81,9 +82,9 @@ def step_breakdown(trainer: Trainer, steps: int, warmup: int = 3) -> tuple[Clock
             clock.parts.clear()
     bound = []
     for _ in range(5):
-        start = time.perf_counter()
+        start = now(trainer.device)
         sum(trainer.losses(batch).values()).backward()
-        bound.append(time.perf_counter() - start)
+        bound.append(now(trainer.device) - start)
     trainer.optimizer.zero_grad(set_to_none=True)
     return clock, statistics.median(bound[1:])
 
@@ -93,9 +94,9 @@ def eval_speed(trainer: Trainer, frames: int) -> float:
     from perception_mtl.data.build import val_loaders
 
     loaders = val_loaders(trainer.cfg, limit=frames)
-    start = time.perf_counter()
+    start = now(trainer.device)
     evaluate_parts(trainer.model, trainer.tasks, loaders, tuple(trainer.cfg.data.size), progress=False)
-    return frames / (time.perf_counter() - start)
+    return frames / (now(trainer.device) - start)
 
 
 def measure(overrides: list[str], steps: int, eval_frames: int, out: Path) -> dict[str, float]:
