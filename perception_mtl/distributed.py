@@ -3,9 +3,9 @@ every helper is a no-op (or the identity) in a single process, so the training c
 package: it imports nothing of perception_mtl but `errors.py`, so that balancers, tasks, data and
 tracking can use it without reaching up into the engine.
 
-Devices: the model, batches and gradients live on `train.device` (a GPU per process under
-torchrun with nccl); balancer bookkeeping, metric states and flags stay on the CPU and travel
-through a gloo group (`cpu_group`).
+Devices: the model, the balancer, batches and gradients live on `train.device` (a GPU per process
+under torchrun with nccl); loss tables, metric states and flags stay on the CPU and travel
+through a gloo group (`cpu_group`). Gradients and buffers go in coalesced buckets.
 
 Conventions: `train.batch_size` is the batch of one process; the global batch is
 `batch_size * world_size`. Every task loss is a mean over the local batch, so the loss of
