@@ -16,7 +16,7 @@ from perception_mtl.data.cityscapes import CityscapesDataset, DatasetError
 from perception_mtl.data.collate import collate
 from perception_mtl.data.det_classes import CLASS_SETS
 from perception_mtl.data.labels import DET_CLASSES, IGNORE
-from perception_mtl.engine.builders import load_config
+from perception_mtl.engine.builders import ConfigError, load_config
 from perception_mtl.engine.export import PredictionWriter
 from perception_mtl.tasks import TASKS
 from tests.helpers import TINY_TRAIN
@@ -123,6 +123,29 @@ def test_class_map_overrides_and_errors(bdd: Path) -> None:
         BDD100KDataset(bdd, "train", ("det",), class_map={"lorry": "truck"})
     with pytest.raises(ValueError, match=r"traffic light.*not a detection class.*\['person'"):
         BDD100KDataset(bdd, "train", ("det",), det_classes="cityscapes", class_map={"pedestrian": "traffic light"})
+
+
+MIX = "data.mix=[{dataset: bdd100k, root: b, tasks: [det]}, {dataset: %s, root: c, tasks: [det, seg]}]"
+
+
+@pytest.mark.parametrize("overrides, classes", [
+    (["data.dataset=bdd100k"], 10), (["data.dataset=bdd100k", "data.det_classes=cityscapes"], 8),
+    ([MIX % "cityscapes", "data.det_classes=cityscapes"], 8), ([MIX % "kitti", "data.det_classes=cityscapes"], 8),
+    (["data.mix=[{dataset: bdd100k, root: b, tasks: [det]}, {dataset: cityscapes, root: c, tasks: [seg]}]"], 10),
+    ([MIX % "cityscapes"], "mix has one class set: set data.det_classes=cityscapes"),
+    ([MIX % "kitti", "data.det_classes=bdd100k"], r"\(kitti has \['cityscapes'\]\); use data.det_classes=cityscapes"),
+    (["data.det_classes=bdd100k"], r"cityscapes has \['cityscapes'\]"), (["data.det_classes=coco"], "choose from")])
+def test_one_detection_class_set_per_run(overrides: list[str], classes: int | str) -> None:
+    """BDD100K's 10 classes by default; a mix trains det on one set, which every dataset in it labels."""
+    args = ["tasks=[det,seg]", *overrides]
+    if isinstance(classes, str):
+        with pytest.raises(ConfigError, match=classes):
+            load_config(None, args, defaults=None)
+        return
+    cfg = load_config(None, args, defaults=None)
+    task = TASKS.get("det")(cfg)
+    head = task.build_head(32, [4, 8]).fcos.head.classification_head
+    assert len(task.classes) == classes and head.num_classes == classes
 
 
 def test_drivable_and_semantic_targets(bdd: Path) -> None:

@@ -104,7 +104,8 @@ def test_official_toolkit_gives_our_ap(tmp_path: Path) -> None:
     task = TASKS.get("det")(cfg)
     assert task.classes == CLASSES  # BDD100K's 10 classes by default
     dataset = DATASETS.get("bdd100k")(root, "val", ("det",), cfg.data, False)
-    writer, metric, g = PredictionWriter(tmp_path / "pred", {"det": task}), task.metric(), torch.Generator().manual_seed(0)
+    writer, metric = PredictionWriter(tmp_path / "pred", {"det": task}), task.metric()
+    g = torch.Generator().manual_seed(0)
     for batch in DataLoader(dataset, batch_size=4, collate_fn=collate):
         predictions = [_detections(b, c, g) for b, c in zip(batch["boxes"], batch["labels"])]
         task.update(metric, predictions, batch)
@@ -127,9 +128,11 @@ def test_evaluate_cli_exports_frames_the_toolkit_reads(tmp_path: Path) -> None:
     (root / "images" / "100k" / "train").symlink_to(root / "images" / "100k" / "val")
     (root / "labels" / "det_20" / "det_train.json").write_text(json.dumps(frames))
     cfg = load_config(None, TINY_TRAIN + ["data.dataset=bdd100k", f"data.root={root}", "tasks=[det]", "train.steps=1",
-                                          "task.det.score_thresh=0.0", f"output_dir={tmp_path / 'run'}"], defaults=None)
+                                          "task.det.score_thresh=0.0", f"output_dir={tmp_path / 'run'}"],
+                      defaults=None)
     Trainer(cfg).fit()
-    tool_main("evaluate")(["--checkpoint", str(tmp_path / "run" / "last.pt"), "--save-predictions", str(tmp_path / "p")])
+    tool_main("evaluate")(["--checkpoint", str(tmp_path / "run" / "last.pt"),
+                           "--save-predictions", str(tmp_path / "p")])
     exported = json.loads((tmp_path / "p" / FILE).read_text())
     assert [f["name"] for f in exported] == [f["name"] for f in frames]
     labels = [label for f in exported for label in f["labels"]]
