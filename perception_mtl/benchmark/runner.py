@@ -26,6 +26,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from perception_mtl.benchmark.launch.gpus import gpu_slots, suite_on_gpu
 from perception_mtl.benchmark.launch.local import LocalBackend
 from perception_mtl.benchmark.launch.sequential import SequentialBackend
 from perception_mtl.benchmark.launch.settings import LauncherConfig, launcher_config, on_this_machine, run_threads
@@ -133,7 +134,7 @@ def run_experiment(suite: Suite, results_dir: Path, launcher: LauncherConfig) ->
     if launcher.backend == "sequential":
         backend = SequentialBackend(logs)
     elif launcher.backend == "local":
-        backend = LocalBackend(logs)
+        backend = LocalBackend(logs, gpu_slots(launcher.workers) if suite_on_gpu(suite.spec) else [])
     else:
         from perception_mtl.benchmark.launch.submitit_backend import SubmititBackend
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 from pathlib import Path
@@ -31,14 +32,18 @@ def die_with_launcher() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
-def child(job: Job, log: str) -> None:
-    """The child process: output to `log`, die with the launcher, execute `job` (exit code 2 on bad
-    input, which is not retried)."""
+def child(job: Job, log: str, gpu: str | None = None) -> None:
+    """The child process: output to `log`, die with the launcher, see only GPU `gpu` when given
+    (set before anything starts CUDA here), execute `job` (exit code 2 on bad input, which is not
+    retried)."""
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     die_with_launcher()
-    print(f"{job.name}: process {os.getpid()}, {job.threads or 'default'} threads", flush=True)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    print(f"{job.name}: process {os.getpid()}, {job.threads or 'default'} threads"
+          f"{f', GPU {gpu}' if gpu is not None else ''}", flush=True)
     try:
         execute(job)
     except BAD_INPUT_TYPES as err:
@@ -47,15 +52,28 @@ def child(job: Job, log: str) -> None:
 
 
 class LocalBackend:
-    def __init__(self, logs: Path):
+    """`gpus`: one GPU id per worker (launch/gpus.gpu_slots); a run takes a free one for its
+    attempt and gives it back after, so runs at once never share a slot."""
+
+    def __init__(self, logs: Path, gpus: list[str] = ()):
         self.logs = logs
+        self.free: queue.Queue[str] = queue.Queue()
+        for gpu in gpus:
+            self.free.put(gpu)
+        self.gpus = bool(gpus)
 
     def attempt(self, job: Job) -> Failure | None:
-        """Run `job` in a child process and wait for it; None when it exited 0."""
+        """Run `job` in a child process (on a free GPU when there are any) and wait for it; None
+        when it exited 0."""
         log = job.log_file(self.logs)
-        process = CONTEXT.Process(target=child, args=(job, str(log)), name=job.name)
-        process.start()
-        process.join()
+        gpu = self.free.get() if self.gpus else None
+        try:
+            process = CONTEXT.Process(target=child, args=(job, str(log), gpu), name=job.name)
+            process.start()
+            process.join()
+        finally:
+            if gpu is not None:
+                self.free.put(gpu)
         code = process.exitcode
         if code == 0:
             return None

@@ -6,8 +6,8 @@ threads each, how often a failed run is retried, and the SLURM resources of one 
                mem_gb: 32, timeout_min: 240, parallel: 16, slurm: {account: my_lab}}
 
 Command-line overrides (`launcher.backend=local launcher.workers=2`) go over the suite's keys.
-Unset `backend`: `sequential` where a GPU is visible (one GPU, one run at a time), else
-`DEFAULT_CPU_BACKEND` (README "Running suites in parallel and on SLURM": the measurement that picks it).
+Unset `backend`: `local` when the suite trains on a GPU (a process per run, one worker per visible
+GPU, each worker its own GPU: launch/gpus.py), else `DEFAULT_CPU_BACKEND` (README "Running suites in parallel and on SLURM": the measurement that picks it).
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from perception_mtl.benchmark.launch.gpus import suite_on_gpu, visible_gpus
 from perception_mtl.config import ConfigError
 
 BACKENDS = ("sequential", "local", "submitit")  # ray: not installed, see README "Running suites in parallel"
@@ -36,7 +36,7 @@ class LauncherConfig:
     cluster: str = "auto"  # submitit: auto (SLURM where `srun` exists, else local processes) | slurm | local
     parallel: Optional[int] = None  # submitit on SLURM: jobs in the queue at once (default: every pending run)
     partition: Optional[str] = None  # SLURM partition
-    gpus_per_run: int = 0
+    gpus_per_run: Optional[int] = None  # SLURM; default 1 when the suite trains on a GPU (launch/gpus.py), else 0
     cpus_per_run: Optional[int] = None  # default: threads
     mem_gb: Optional[float] = None
     timeout_min: int = 60  # wall-time limit of one job (a run over it is killed, retried, and resumes)
@@ -64,8 +64,11 @@ def launcher_config(suite_spec: dict, overrides: list[str] | tuple[str, ...] = (
         raise ConfigError(f"launcher: {str(err).splitlines()[0]}; keys: "
                           f"{sorted(LauncherConfig.__dataclass_fields__)}") from err
     launcher: LauncherConfig = OmegaConf.to_object(cfg)
-    if launcher.backend is None:
-        launcher.backend = "sequential" if torch.cuda.is_available() else DEFAULT_CPU_BACKEND
+    gpu = suite_on_gpu(suite_spec)
+    if launcher.backend is None:  # on a GPU, a process per run: a device-side assert stays in its run
+        launcher.backend = "local" if gpu else DEFAULT_CPU_BACKEND
+    if launcher.gpus_per_run is None:
+        launcher.gpus_per_run = 1 if gpu else 0
     if launcher.backend not in BACKENDS:
         raise ConfigError(f"launcher.backend={launcher.backend!r} is not valid; choose from {list(BACKENDS)} "
                           "(ray is not supported: README 'Running suites in parallel')")
@@ -87,7 +90,8 @@ def launcher_config(suite_spec: dict, overrides: list[str] | tuple[str, ...] = (
                               "time; use launcher.backend=local for several")
         launcher.workers = 1
     elif on_this_machine(launcher):
-        launcher.workers = launcher.workers or max(1, n // (launcher.threads or 1))
+        per_gpu = len(visible_gpus()) if gpu and launcher.backend == "local" else 0  # one worker per GPU
+        launcher.workers = launcher.workers or per_gpu or max(1, n // (launcher.threads or 1))
         launcher.threads = launcher.threads or max(1, n // launcher.workers)
     if on_this_machine(launcher) and launcher.workers * (launcher.threads or 1) > n:
         raise ConfigError(f"launcher.workers={launcher.workers} x launcher.threads={launcher.threads} exceeds the "

@@ -21,7 +21,7 @@ def job_parameters(launcher: LauncherConfig, name: str) -> dict[str, Any]:
     `cpus_per_run` (else `threads`) CPUs, `mem_gb`, `timeout_min`, plus slurm_<key> for the
     partition and every `slurm:` entry (account, qos, constraint, ...)."""
     params: dict[str, Any] = {"name": name, "nodes": 1, "tasks_per_node": 1, "timeout_min": launcher.timeout_min,
-                              "gpus_per_node": launcher.gpus_per_run}
+                              "gpus_per_node": launcher.gpus_per_run or 0}
     cpus = launcher.cpus_per_run or launcher.threads
     if cpus:
         params["cpus_per_task"] = cpus
