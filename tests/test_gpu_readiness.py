@@ -200,3 +200,15 @@ def test_the_bench_clock_waits_for_the_gpu(monkeypatch):
     now("cpu")
     now(torch.device("cuda", 1))
     assert waited == [torch.device("cuda", 1)]
+
+
+def test_the_gpu_smoke_script_parses_and_refuses_without_a_gpu():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "gpu_smoke.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "no CUDA GPU visible" in done.stderr, done.stderr
