@@ -77,7 +77,7 @@ def test_every_balancer_runs_on_the_device(parts, name):
     they have one, their post-step hook on the device; their state stays there."""
     cfg, cpu_batch = parts
     sub = cfg.copy()
-    sub.tasks = ["det", "seg", "depth"]
+    sub.tasks = ["seg", "depth", "scene"]  # balancers do not depend on the tasks; det's matcher is slow here
     sub.balancer.name = name
     tasks = build_tasks(sub)
     with VirtualDevice():
