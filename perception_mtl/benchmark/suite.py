@@ -51,7 +51,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from perception_mtl.benchmark.suite_checks import (EXPERIMENT_KEYS, KEYS, check_expect, check_keys, check_methods,
-                                                   check_runs, check_test, check_world, method_label)
+                                                   check_runs, check_test, check_types, check_world, method_label)
 from perception_mtl.config import ConfigError
 from perception_mtl.engine.builders import load_config
 
@@ -86,10 +86,14 @@ class Suite:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"no suite file {path}; suites: {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
-        spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        try:
+            spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        except Exception as err:  # noqa: BLE001 (yaml's reader, scanner and parser errors, OmegaConf's on a scalar or an interpolation)
+            raise ConfigError(f"{path} is not a YAML suite: {' '.join(str(err).split())}") from err
         if not isinstance(spec, dict) or "name" not in spec:
             raise ConfigError(f"{path}: a suite is a mapping with a 'name'; see perception_mtl/benchmark/suite.py")
         check_keys(path, spec, KEYS, "the suite")
+        check_types(path, spec, "the suite")
         check_world(path, spec.get("world"))
         suite = cls(spec["name"], path, spec)
         suite.validate()

@@ -16,11 +16,14 @@ EXPERIMENT_KEYS = KEYS - {"name", "world", "output_dir", "wandb", "experiments",
                           "launcher", "keep_checkpoints"}  # one launcher
 TEST_KEYS = {"split", "limit"}
 METHOD_KEYS = {"name", "label", "params", "config", "tune"}
+TYPES = {"name": str, "description": str, "config": dict, "tasks": list, "seeds": list, "baselines": bool,
+         "pairs": bool, "delta_metrics": dict, "output_dir": str, "wandb": dict, "launcher": dict,
+         "keep_checkpoints": bool, "experiments": dict}  # suite key -> its type (null: the key's default)
 
 
 def check_keys(path: Path, spec: dict, valid: set[str], where: str) -> None:
     """No key outside `valid` in `spec` (`where`: "the suite" or "experiment '<name>'")."""
-    unknown = sorted(set(spec) - valid)
+    unknown = sorted(map(str, set(spec) - valid))  # str: YAML keys may be numbers
     if unknown:
         raise ConfigError(f"{path}: {where} has unknown key(s) {unknown}; valid: {sorted(valid)}")
 
@@ -31,6 +34,11 @@ def check_runs(path: Path, spec: dict, where: str) -> None:
     for key in ("tasks", "seeds", "methods"):
         if key not in spec:
             raise ConfigError(f"{path}: {where} is missing '{key}'")
+    check_types(path, spec, where, required=("tasks", "seeds"))
+    if not spec["tasks"] or not all(isinstance(t, str) for t in spec["tasks"]):
+        raise ConfigError(f"{path}: tasks of {where} must be a list of task names, e.g. [det, seg], got {spec['tasks']!r}")
+    if not spec["seeds"] or not all(type(s) is int for s in spec["seeds"]):
+        raise ConfigError(f"{path}: seeds of {where} must be a list of integers, e.g. [0, 1], got {spec['seeds']!r}")
     sweep = spec.get("sweep")
     if sweep is not None and (not isinstance(sweep, dict) or len(sweep) != 1
                               or not isinstance(next(iter(sweep.values())), list)):
@@ -39,6 +47,14 @@ def check_runs(path: Path, spec: dict, where: str) -> None:
     if spec.get("pairs") and len(spec["tasks"]) < 3:
         raise ConfigError(f"{path}: pairs needs 3 or more tasks; with {len(spec['tasks'])} the pair is the "
                           "multi-task run itself")
+
+
+def check_types(path: Path, spec: dict, where: str, required: tuple[str, ...] = ()) -> None:
+    """Each key of TYPES in `spec` of its type; those `required` also not null."""
+    for key, kind in TYPES.items():
+        if (spec.get(key) is not None or key in required) and not isinstance(spec.get(key), kind):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise ConfigError(f"{path}: {key} of {where} must be a {names}, got {spec.get(key)!r}")
 
 
 def check_methods(path: Path, methods: Any) -> None:

@@ -7,6 +7,7 @@ balancer its name, tasks and parameters; config.py is the schema and the merge o
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,58 @@ def check(cfg: DictConfig) -> None:
         if cfg.train[key] < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {cfg.train[key]}")
     _check_model(cfg, choice)
+    _check_bounds(cfg)
+
+
+# numeric settings the schema's types admit at values no run can use (found by tests/test_fuzz_config.py):
+# key -> (test, the valid range in words); null (an Optional's "none") passes
+BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "data.min_box_size": (lambda v: v >= 1, ">= 1 (torchvision's SanitizeBoundingBoxes)"),
+    "data.hflip": (lambda v: 0 <= v <= 1, "in [0, 1] (a probability)"),
+    "data.color_jitter": (lambda v: v >= 0, ">= 0"),
+    "data.workers": (lambda v: v >= 0, ">= 0 (0: load in the main process)"),
+    "data.train_limit": (lambda v: v >= 1, ">= 1 frame, or null (all)"),
+    "data.val_limit": (lambda v: v >= 1, ">= 1 frame, or null (all)"),
+    "model.neck_channels": (lambda v: v >= 1, ">= 1"),
+    "model.head_channels": (lambda v: v >= 1, ">= 1"),
+    "task.det.num_convs": (lambda v: v >= 0, ">= 0"),
+    "task.det.topk_candidates": (lambda v: v >= 1, ">= 1"),
+    "task.det.detections_per_img": (lambda v: v >= 1, ">= 1"),
+    "task.depth.min_depth": (lambda v: v > 0, "> 0 (the loss takes its log)"),
+    "task.depth.variance_focus": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "optim.lr": (lambda v: v > 0, "> 0"),
+    "optim.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "optim.warmup_steps": (lambda v: v >= 0, ">= 0"),
+    "optim.min_lr_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "optim.clip_grad": (lambda v: v > 0, "> 0"),
+    "train.threads": (lambda v: v >= 1, ">= 1, or null (torch's default)"),
+    "train.affinity_every": (lambda v: v >= 0, ">= 0 (0: off)"),
+    "train.early_stopping.patience": (lambda v: v >= 0, ">= 0 (0: off)"),
+    "wandb.images": (lambda v: v >= 0, ">= 0"),
+}
+
+
+def _check_bounds(cfg: DictConfig) -> None:
+    """Every number of the config finite (NaN or Inf would reach the weights), those of BOUNDS in
+    their range, and task.depth.min_depth < max_depth."""
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(node, list):
+            for k, v in enumerate(node):
+                walk(v, f"{key}[{k}]")
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{key}={node} must be a finite number")
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    for key, (valid, words) in BOUNDS.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not valid(value):
+            raise ConfigError(f"{key}={value} must be {words}")
+    if not cfg.task.depth.min_depth < cfg.task.depth.max_depth:
+        raise ConfigError(f"task.depth.min_depth={cfg.task.depth.min_depth} must be below task.depth.max_depth="
+                          f"{cfg.task.depth.max_depth}")
 
 
 def _check_data(cfg: DictConfig, choice: Callable[[str, Any, list], None]) -> None:

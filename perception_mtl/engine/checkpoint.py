@@ -2,7 +2,9 @@
 with errors that say what is wrong with the file and what to do."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -49,3 +51,29 @@ def saved_config(state: dict):
     cfg = OmegaConf.create(state["config"])
     cfg.train.device = "auto"
     return cfg
+
+
+def check_entries(path: str | Path, state: object, entries: dict[str, type | tuple[type, ...]], advice: str) -> None:
+    """A CheckpointError naming `path`, what is missing or of another type and `advice`, unless
+    `state` is a dict holding each of `entries` with its type."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a perception_mtl checkpoint (it holds a {type(state).__name__}); "
+                              f"{advice}")
+    missing = [key for key in entries if key not in state]
+    wrong = [f"{key} is a {type(state[key]).__name__}" for key, kind in entries.items()
+             if key in state and not isinstance(state[key], kind)]
+    if missing or wrong:
+        found = ", ".join(([f"it has no {', '.join(missing)}"] if missing else []) + wrong)
+        raise CheckpointError(f"{path} is not a perception_mtl checkpoint ({found}); {advice}")
+
+
+@contextlib.contextmanager
+def restoring(path: str | Path, advice: str) -> Iterator[None]:
+    """Around loading `path`'s entries into the objects they restore: a failure (a state dict of
+    another model, optimizer or balancer; entries of another shape or type) becomes a
+    CheckpointError naming the file, torch's or Python's reason in one line, and `advice`."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as err:
+        reason = " ".join(str(err).split())[:300]
+        raise CheckpointError(f"{path} does not fit this run ({type(err).__name__}: {reason});\n{advice}") from err

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from perception_mtl.data.build import val_loaders
 from perception_mtl.distributed import resolve_device
 from perception_mtl.engine.builders import build_model, build_tasks, load_config
-from perception_mtl.engine.checkpoint import CheckpointError, load_checkpoint, saved_config
+from perception_mtl.engine.checkpoint import check_entries, load_checkpoint, restoring, saved_config
 from perception_mtl.engine.evaluator import evaluate_parts
 
 
@@ -27,6 +27,8 @@ class OpenCheckpoint:
     cfg: DictConfig
     loaders: dict
     device: torch.device
+    path: str | Path = ""  # the checkpoint file, named by errors
+    advice: str = ""  # what to do when its weights do not fit
 
     @property
     def frames(self) -> int:
@@ -40,11 +42,12 @@ def open_checkpoint(checkpoint: str | Path, split: str = "val", limit: int | Non
     frames) and the device (`train.device=cpu` evaluates a GPU run on the CPU). A CheckpointError
     for a missing, unreadable or foreign file ends with `advice`."""
     state = load_checkpoint(checkpoint, advice)
-    if not isinstance(state, dict) or not {"model", "config", "step"} <= set(state):
-        raise CheckpointError(f"{checkpoint} is not a perception_mtl checkpoint (it has no model, config and step); "
-                              f"{advice}")
-    cfg = load_config(None, list(overrides), defaults=None, base=saved_config(state))
-    return OpenCheckpoint(state, cfg, val_loaders(cfg, split, limit), resolve_device(cfg.train.device))
+    check_entries(checkpoint, state, {"model": dict, "config": dict, "step": int}, advice)
+    with restoring(checkpoint, advice):  # a saved config that is no config
+        base = saved_config(state)
+    cfg = load_config(None, list(overrides), defaults=None, base=base)
+    return OpenCheckpoint(state, cfg, val_loaders(cfg, split, limit), resolve_device(cfg.train.device), checkpoint,
+                          advice)
 
 
 def evaluate_checkpoint(opened: OpenCheckpoint, save_dir: str | Path | None = None,
@@ -54,7 +57,8 @@ def evaluate_checkpoint(opened: OpenCheckpoint, save_dir: str | Path | None = No
     cfg = opened.cfg
     tasks = build_tasks(cfg)
     model = build_model(cfg, tasks)
-    model.load_state_dict(opened.state["model"])
+    with restoring(opened.path, opened.advice):
+        model.load_state_dict(opened.state["model"])
     model.to(opened.device)
     with torch.inference_mode():
         metrics, _ = evaluate_parts(model, tasks, opened.loaders, tuple(cfg.data.size), save_dir, progress)

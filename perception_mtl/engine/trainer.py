@@ -22,7 +22,7 @@ from perception_mtl.data.collate import collate, move_batch
 from perception_mtl.data.sampling import SeededDataset, StepSampler
 from perception_mtl.engine.builders import build_balancer, build_data, build_model, build_tasks
 from perception_mtl.engine import rng
-from perception_mtl.engine.checkpoint import load_checkpoint, save_checkpoint
+from perception_mtl.engine.checkpoint import check_entries, load_checkpoint, restoring, save_checkpoint
 from perception_mtl.engine.early_stopping import TaskEarlyStopping
 from perception_mtl.engine.evaluator import evaluate_parts
 from perception_mtl.engine.hooks import Hook, default_hooks
@@ -37,6 +37,8 @@ from perception_mtl.tracking.wandb import WandbLogger
 WORKER_RESTARTS = 3  # times a run rebuilds its data loader after a worker died, before it stops
 RESUME_ADVICE = ("start the run afresh with --overwrite instead of --resume (in a benchmark suite: delete the "
                  "run's folder)")
+RESUMED = {"model": dict, "optimizer": dict, "scheduler": dict, "balancer": dict, "step": int, "best": (int, float),
+           "skipped": int, "unlabelled": int, "rng": dict}  # last.pt's entries a resume reads, and their types
 WEIGHTS_ONLY = ("model", "step", "best", "config")  # what best.pt keeps: enough to evaluate or export it
 
 
@@ -71,7 +73,11 @@ class Trainer:
         self.local = LocalLogger(self.run_dir)
         distributed.barrier()  # a restarted group reads last.pt only once every rank is up
         if cfg.resume and (self.run_dir / "last.pt").exists():
-            self._restore(load_checkpoint(self.run_dir / "last.pt", RESUME_ADVICE))
+            last = self.run_dir / "last.pt"
+            state = load_checkpoint(last, RESUME_ADVICE)
+            check_entries(last, state, RESUMED, RESUME_ADVICE)
+            with restoring(last, RESUME_ADVICE):  # entries that do not fit this run's model, optimizer, ...
+                self._restore(state)
         if distributed.is_main():  # the logs continue from the step the run starts at: none twice
             self.local.truncate_after(self.step)
         self.run_dir.mkdir(parents=True, exist_ok=True)

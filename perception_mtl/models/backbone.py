@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from timm.utils.model import freeze
 from torch import nn
 
+from perception_mtl.errors import ConfigError
 from perception_mtl.models.weights import load_imagenet
 
 # ImageNet statistics; inputs are normalised inside the model so data stays in [0, 1]
@@ -29,7 +30,7 @@ class Backbone(nn.Module):
         kwargs: dict = dict(features_only=True, out_indices=tuple(out_indices))
         if pretrained_path is not None:
             if not Path(pretrained_path).is_file():
-                raise FileNotFoundError(f"model.pretrained_path={pretrained_path} does not exist")
+                raise ConfigError(f"model.pretrained_path={pretrained_path} does not exist")
             kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_path)))
         else:
             kwargs.update(pretrained=pretrained)
