@@ -114,3 +114,22 @@ def test_the_trainer_leaves_no_parameter_or_buffer_on_the_cpu(tiny_world, tmp_pa
         assert not _on_device(trainer.balancer), balancer
         stepped = [p for group in trainer.optimizer.param_groups for p in group["params"]]
         assert all(isinstance(p, Remote) for p in stepped)
+
+
+def test_a_run_trains_and_evaluates_on_the_device(tiny_world, tmp_path, monkeypatch):
+    """fit() with the default hooks (gradient probe, TAG affinity every step, evaluation,
+    checkpoint): the guards, clip, optimizer, balancer and hooks make no CPU tensor that meets the
+    device's. torch refuses to build even a disabled autocast for the meta device type: it is
+    replaced by a null context (train.amp is off)."""
+    import contextlib
+
+    from perception_mtl import distributed
+    from perception_mtl.engine.trainer import Trainer
+
+    monkeypatch.setattr(distributed, "resolve_device", lambda name: DEVICE)
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: contextlib.nullcontext())
+    cfg = tiny_config(tiny_world, tmp_path, "tasks=[seg,depth,scene]", "balancer.name=uncertainty",
+                      "train.steps=2", "train.affinity_every=1")
+    with VirtualDevice():
+        metrics = Trainer(cfg).fit()
+    assert "seg/mIoU" in metrics and (tmp_path / "last.pt").is_file()
