@@ -36,7 +36,8 @@ class LauncherConfig:
     cluster: str = "auto"  # submitit: auto (SLURM where `srun` exists, else local processes) | slurm | local
     parallel: Optional[int] = None  # submitit on SLURM: jobs in the queue at once (default: every pending run)
     partition: Optional[str] = None  # SLURM partition
-    gpus_per_run: Optional[int] = None  # SLURM; default 1 when the suite trains on a GPU (launch/gpus.py), else 0
+    gpus_per_run: Optional[int] = None  # SLURM's request; local: > 0 gives each worker a GPU (launch/gpus.py);
+    # default 1 when the suite trains on a GPU, else 0
     cpus_per_run: Optional[int] = None  # default: threads
     mem_gb: Optional[float] = None
     timeout_min: int = 60  # wall-time limit of one job (a run over it is killed, retried, and resumes)
