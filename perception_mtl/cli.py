@@ -4,7 +4,8 @@ message naming the culprit, never a traceback, at any point of a run.
 Bad input is one of `errors.BAD_INPUT` (the list the suite launcher shares): a config, a dataset
 file or frame (also when a DataLoader worker read it lazily during training or evaluation),
 packaged weights, a checkpoint or a benchmark results folder. Anything else is a bug or a fault of
-the machine and keeps its traceback.
+the machine and keeps its traceback, but for output that cannot be written (errors.OutputError:
+disk full, a read-only folder), which ends with "output error: ..." and exit code 1.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import functools
 import sys
 from typing import Callable, TypeVar
 
-from perception_mtl.errors import bad_input_message
+from perception_mtl.errors import OutputError, bad_input_message
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -37,10 +38,10 @@ def exits_2_on_bad_input(main: F) -> F:
             return main(*args, **kwargs)
         except Exception as err:
             message = bad_input_message(err)
-            if message is None:
+            if message is None and not isinstance(err, OutputError):
                 raise
             close_progress_bars()
-            print(message, file=sys.stderr)
-            raise SystemExit(2) from None
+            print(message or f"output error: {err.strerror}", file=sys.stderr)
+            raise SystemExit(2 if message else 1) from None
 
     return wrapped  # type: ignore[return-value]

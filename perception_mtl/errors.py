@@ -9,7 +9,11 @@ fault of the machine (a crash, a kill, a full disk) and may be worth another att
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import re
+from pathlib import Path
+from typing import Iterator
 
 
 class ConfigError(ValueError):
@@ -30,6 +34,26 @@ class CheckpointError(RuntimeError):
 
 class ResultsError(ValueError):
     """A file of the results folder cannot be read; the message names it."""
+
+
+class OutputError(OSError):
+    """A run's output cannot be written (disk full, quota, a read-only folder); what it wrote before
+    is intact. Not bad input: the CLI ends with "output error: ..." and exit code 1, a suite retries
+    the run from its last.pt."""
+
+
+@contextlib.contextmanager
+def writing(name: str, folder: str | Path, intact: str = "") -> Iterator[None]:
+    """Around writing output `name` (a file of `folder`): an OSError becomes an OutputError with
+    its errno, naming the file, the reason, what is `intact` and what to do."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as err:
+        fix = "free disk space" if err.errno in (errno.ENOSPC, errno.EDQUOT) else f"make {folder} writable"
+        raise OutputError(err.errno, f"could not write {name} ({err.strerror or err}); {intact}{fix}, then rerun "
+                                     "with --resume") from err
 
 
 # exception type -> the words that open its message ("config error: ..."); the one list of bad input

@@ -9,18 +9,15 @@ from typing import Iterator
 import torch
 
 from perception_mtl.atomic import atomic_write
-from perception_mtl.errors import CheckpointError
+from perception_mtl.errors import CheckpointError, writing
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write `state` so that `path` is always either the old or the new complete file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        atomic_write(path, lambda f: torch.save(state, f))
-    except OSError as err:  # disk full, quota, permissions: the previous file is untouched
-        raise OSError(err.errno, f"could not write checkpoint {path} ({err.strerror or err}); the previous "
-                      f"{path.name} (if any) is intact: free disk space, then rerun with --resume") from err
+    with writing(f"checkpoint {path}", path.parent, f"the previous {path.name} (if any) is intact: "):
+        atomic_write(path, lambda f: torch.save(state, f))  # on failure the previous file is untouched
 
 
 def _reason(path: Path, err: Exception) -> str:
