@@ -22,7 +22,8 @@ from perception_mtl.data.det_classes import CLASS_SETS
 from perception_mtl.data.labels import DET_CLASSES
 from perception_mtl.engine.builders import load_config
 
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=settings.default.max_examples * 5 // 2,  # 25 in the ci profile (tests/conftest.py)
+                deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEYS = _valid_keys(OmegaConf.structured(Config))
 TEXT = st.text(alphabet=string.ascii_letters + string.digits + " _-.,:[]{}$'\"/", max_size=12)
 VALUES = st.one_of(TEXT, st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=True).map(str),

@@ -57,8 +57,9 @@ def check_entries(path: str | Path, state: object, entries: dict[str, type | tup
         raise CheckpointError(f"{path} is not a perception_mtl checkpoint (it holds a {type(state).__name__}); "
                               f"{advice}")
     missing = [key for key in entries if key not in state]
-    wrong = [f"{key} is a {type(state[key]).__name__}" for key, kind in entries.items()
-             if key in state and not isinstance(state[key], kind)]
+    wrong = [f"{key} is {type(state[key]).__name__}, not {' or '.join(k.__name__ for k in kinds)}"
+             for key, kind in entries.items() if key in state
+             and not isinstance(state[key], kinds := kind if isinstance(kind, tuple) else (kind,))]
     if missing or wrong:
         found = ", ".join(([f"it has no {', '.join(missing)}"] if missing else []) + wrong)
         raise CheckpointError(f"{path} is not a perception_mtl checkpoint ({found}); {advice}")
