@@ -88,7 +88,7 @@ class Suite:
             raise ConfigError(f"no suite file {path}; suites: {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
         try:
             spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-        except Exception as err:  # noqa: BLE001 (yaml's reader, scanner and parser errors, OmegaConf's on a scalar or an interpolation)
+        except Exception as err:  # noqa: BLE001 (yaml's reader, scanner, parser errors; OmegaConf's on interpolations)
             raise ConfigError(f"{path} is not a YAML suite: {' '.join(str(err).split())}") from err
         if not isinstance(spec, dict) or "name" not in spec:
             raise ConfigError(f"{path}: a suite is a mapping with a 'name'; see perception_mtl/benchmark/suite.py")

@@ -36,7 +36,8 @@ def check_runs(path: Path, spec: dict, where: str) -> None:
             raise ConfigError(f"{path}: {where} is missing '{key}'")
     check_types(path, spec, where, required=("tasks", "seeds"))
     if not spec["tasks"] or not all(isinstance(t, str) for t in spec["tasks"]):
-        raise ConfigError(f"{path}: tasks of {where} must be a list of task names, e.g. [det, seg], got {spec['tasks']!r}")
+        raise ConfigError(f"{path}: tasks of {where} must be a list of task names, e.g. [det, seg], "
+                          f"got {spec['tasks']!r}")
     if not spec["seeds"] or not all(type(s) is int for s in spec["seeds"]):
         raise ConfigError(f"{path}: seeds of {where} must be a list of integers, e.g. [0, 1], got {spec['seeds']!r}")
     sweep = spec.get("sweep")

@@ -25,7 +25,8 @@ class LocalLogger:
         for name in ("train.jsonl", "metrics.jsonl"):
             path = self.run_dir / name
             if path.exists():
-                lines = [ln for ln in path.read_text().splitlines() if (logged := _step(ln)) is not None and logged <= step]
+                lines = [ln for ln in path.read_text().splitlines()
+                         if (logged := _step(ln)) is not None and logged <= step]
                 path.write_text("".join(ln + "\n" for ln in lines))
 
 
