@@ -107,7 +107,7 @@ def _csv(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
 
 def test_leaderboard_files_numbers_and_ranking(results):
     paths = write_leaderboard(results, "disabled")
-    assert set(paths) == {"md", "csv", "html", "pareto", "delta_m"}
+    assert set(paths) == {"md", "csv", "html", "pareto", "delta_m", "per_seed"}
     assert all(paths[k].read_bytes()[:4] == b"\x89PNG" for k in ("pareto", "delta_m"))
     rows = _csv(paths)
     # C's Δm minus equal's is +22/3 and +32/3: its 2-seed interval contains 0, so it ties with the
@@ -136,12 +136,14 @@ def test_leaderboard_files_numbers_and_ranking(results):
     assert float(rows["stl-det"]["det/mAP50_mean"]) == pytest.approx(0.40)
     assert rows["stl-det"]["delta_m_flat_mean"] == "" and "det/mAP_mean" not in a  # only delta_metrics shown
     assert float(a["train_time_s_mean"]) == pytest.approx(105.0) and a["params"] == "2500000"
+    # B is +1 at both seeds (zero spread): shown worse; C's two seeds decide nothing (no PASS by default)
+    assert b["verdict"].startswith("worse") and c["verdict"].startswith("undecided") and a["verdict"] == ""
     md = paths["md"].read_text()
     assert "Ranked by Δm per-task (LibMTL); flat (Nash-MTL/FAMO) shown too" in md
     assert "| 1 | equal | 2 | as published | none | 0.448 ± 0 |" in md
     assert (a["variant"], b["variant"], rows["stl-det"]["variant"]) == ("as published", PCGRAD_REP, "")
     assert c["variant"] == "unrecorded"  # results written before the runner stored the balancer
-    assert "| -4.00 ± 0.00 | reference | -3.00 ± 0.00 | 1 |" in md
+    assert "| -4.00 ± 0.00 | reference |  | -3.00 ± 0.00 | 1 | 0 |" in md
     assert "| +9.00 [-12.18, +30.18] |" in md and "| 3 | B | 2 |" in md
     assert "Kendall's W = 1.00 between the 2 seeds' rankings of 3 methods" in md
     page = paths["html"].read_text()
@@ -277,3 +279,38 @@ def test_rebuilding_the_leaderboard_opens_no_new_wandb_run(results, tmp_path, mo
     second = json.loads((results / "wandb" / "leaderboard_run.json").read_text())
     assert (second["id"], second["step"]) == (first["id"], first["step"] + 1) and second["digest"] != first["digest"]
     assert {p.name.rsplit("-", 1)[-1] for p in (results / "wandb").glob("offline-run-*")} == {first["id"]}
+
+
+def _rewrite(root: Path, run: str, seed: int, **fields) -> None:
+    path = root / "runs" / run / f"seed{seed}" / "result.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+
+
+def test_collapses_duplicates_power_and_per_seed_file(results):
+    """A run with det's mAP50 below half the single-task mean at one seed counts one collapse; a row
+    with the same configuration as equal at every seed shares its rank and enters no test; the notes
+    state the power; per_seed.csv holds every (run, seed, metric) with Δm and Δm − equal."""
+    all3 = ["det", "seg", "depth"]
+    for seed in (0, 1):
+        _write(results, "E", all3, seed, {"det/mAP50": (0.40, 0.19)[seed], "seg/mIoU": 0.50,
+                                          "seg/pixel_acc": 0.80, "depth/abs_rel": 0.20})
+        _write(results, "same", all3, seed, {"det/mAP50": 0.448, "seg/mIoU": 0.50, "seg/pixel_acc": 0.80,
+                                             "depth/abs_rel": 0.20})
+        for run in ("equal", "same"):
+            _rewrite(results, run, seed, config_digest=f"digest{seed}", clipped_steps=5 * seed)
+    paths = write_leaderboard(results, "disabled")
+    rows = _csv(paths)
+    assert rows["E"]["collapsed_seeds"] == "1" and rows["equal"]["collapsed_seeds"] == "0"
+    assert rows["same"]["same_as"] == "equal" and rows["same"]["rank"] == rows["equal"]["rank"]
+    assert rows["same"]["verdict"] == ""  # not tested against itself
+    assert float(rows["equal"]["clipped_mean"]) == pytest.approx(25.0)  # 0 and 5 of 10 steps
+    md = paths["md"].read_text()
+    assert "same is the same configuration as equal" in md and "| det 1/2 |" in md
+    assert "power: pooled paired std of Δm − reference" in md
+    lines = list(csv.DictReader(paths["per_seed"].open()))
+    assert len(lines) == sum(len(json.loads(p.read_text())["metrics"]) for p in results.glob("runs/*/seed*/result.json"))
+    e1 = next(x for x in lines if x["run"] == "E" and x["seed"] == "1" and x["metric"] == "det/mAP50")
+    assert float(e1["value"]) == pytest.approx(0.19)
+    equal1 = next(x for x in lines if x["run"] == "equal" and x["seed"] == "1")
+    assert float(e1["delta_m_minus_reference"]) == pytest.approx(float(e1["delta_m"]) - float(equal1["delta_m"]))
+    assert float(equal1["delta_m_minus_reference"]) == 0.0

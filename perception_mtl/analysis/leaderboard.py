@@ -7,7 +7,10 @@ conventions, see `delta_m.py`) is computed per seed against the mean over seeds 
 single-task runs, then averaged over seeds. Each row's per-task Δm is compared with the run
 labelled `equal` seed by seed (`paired.py`: mean difference and paired-t 95% interval), and rows
 are ranked by per-task Δm with ties (`ranking.py`), with the spread of per-seed ranks and
-Kendall's W between the seeds' rankings.
+Kendall's W between the seeds' rankings. Each row also gets its verdict against the reference
+(better, worse, equivalent within the suite's margin, or undecided: `verdicts.py`), its count of
+collapsed seeds (`collapse.py`) and the share of steps where the gradient clip bound; the notes
+carry the power statement (`power.py`); per_seed.csv holds the per-seed data (`per_seed.py`).
 """
 from __future__ import annotations
 
@@ -19,16 +22,21 @@ import statistics
 import warnings
 from pathlib import Path
 
+from perception_mtl.analysis.collapse import collapse_counts
 from perception_mtl.analysis.delta_m import (baselines, delta_m_flat, delta_m_per_task, metric_changes,
                                              task_changes)
 from perception_mtl.analysis.label_efficiency import plot_label_efficiency
 from perception_mtl.analysis.missing import missing_notes
 from perception_mtl.analysis.paired import mean_interval, paired_differences
+from perception_mtl.analysis.per_seed import write_per_seed
+from perception_mtl.analysis.power import power_statement
 from perception_mtl.analysis.ranking import concordance, seed_ranks, tied_ranks
 from perception_mtl.analysis.render import (numeric_table, plot_delta_m, plot_pareto, transfer_html, write_csv,
                                             write_html, write_markdown)
 from perception_mtl.analysis.reported import reported, split_words
 from perception_mtl.analysis.tuning import UNTUNED
+from perception_mtl.analysis.verdicts import (duplicates, reference_differences, suite_margin, verdict_text,
+                                              verdicts)
 from perception_mtl.balancing import BALANCERS, balancer_variant
 from perception_mtl.metric_key import MetricKey
 
@@ -93,7 +101,10 @@ def build_row(runs: list[dict], base: dict[str, float], chosen: dict[str, list[s
            "delta_m_per_task": (math.nan, math.nan), "delta_m_flat": (math.nan, math.nan), "task_change": {},
            "tuned": first["tuned"], "chosen": first.get("chosen", ""),
            "variant": variant(first) if first["kind"] == "mtl" else "",
-           "delta_m_seeds": {}, "reference": False, "vs_reference": None, "seed_ranks": (), "concordance": None}
+           "delta_m_seeds": {}, "reference": False, "vs_reference": None, "seed_ranks": (), "concordance": None,
+           "verdict": "", "same_as": "", "collapses": {},
+           "clipped": stats([r["clipped_steps"] / r["steps"] * 100 if r.get("clipped_steps") is not None
+                             and r["steps"] else math.nan for r in runs])}
     if first["kind"] != "mtl":
         return row, notes
     lacking = [k for k in keys if any(k not in r["metrics"] for r in runs)]
@@ -129,18 +140,22 @@ def sweep_value(record: dict):
     return (record.get("sweep") or {}).get("value")
 
 
-def build_rows(records: list[dict], chosen: dict[str, list[str]]) -> tuple[list[dict], list[str]]:
+def build_rows(records: list[dict], chosen: dict[str, list[str]], spec: dict | None = None
+               ) -> tuple[list[dict], list[str]]:
     """Per swept value (one group without a sweep): its ranked multi-task rows, then its
-    single-task reference rows; delta-m against the baselines of the same value."""
+    single-task reference rows; delta-m against the baselines of the same value. `spec` (the
+    suite) gives the verdicts their margin and seed plan."""
     rows, notes = [], []
     for value in dict.fromkeys(sweep_value(r) for r in records):
-        group_rows, group_notes = build_group_rows([r for r in records if sweep_value(r) == value], chosen)
+        group_rows, group_notes = build_group_rows([r for r in records if sweep_value(r) == value], chosen,
+                                                   spec or {})
         rows += group_rows
         notes += group_notes if value is None else [f"at {value}: {note}" for note in group_notes]
     return rows, notes
 
 
-def build_group_rows(records: list[dict], chosen: dict[str, list[str]]) -> tuple[list[dict], list[str]]:
+def build_group_rows(records: list[dict], chosen: dict[str, list[str]], spec: dict
+                     ) -> tuple[list[dict], list[str]]:
     """Ranked multi-task rows then single-task reference rows, and the notes on empty delta-m."""
     base = baselines(records)
     notes = baseline_notes(records, base, chosen)
@@ -150,8 +165,11 @@ def build_group_rows(records: list[dict], chosen: dict[str, list[str]]) -> tuple
         row, row_notes = build_row([r for r in records if r["run"] == label], usable, chosen)
         rows.append(row)
         notes += row_notes
+    counts = collapse_counts(records, usable)
+    for row in rows:
+        row["collapses"] = counts.get(row["run"], {})
     mtl = [r for r in rows if r["kind"] == "mtl"]
-    notes += compare(mtl)
+    notes += compare(mtl, duplicates(mtl, records), spec)
     ranked = sorted(mtl, key=lambda r: (r["rank"] is None, r["rank"] or 0, r["delta_m_per_task"][0]))
     order = list(chosen)
     stl = sorted((r for r in rows if r["kind"] != "mtl"),
@@ -164,20 +182,38 @@ def is_reference(label: str) -> bool:
     return label.rsplit("@", 1)[0] == REFERENCE
 
 
-def compare(rows: list[dict]) -> list[str]:
+def compare(rows: list[dict], same: dict[str, str] | None = None, spec: dict | None = None) -> list[str]:
     """Fill each multi-task row's rank (ties), its paired difference to the reference run, its
-    per-seed ranks and the group's rank concordance; returns notes on what stays undefined."""
-    scores = {r["run"]: r["delta_m_seeds"] for r in rows if r["delta_m_seeds"]}
+    verdict, its per-seed ranks and the group's rank concordance; rows in `same` (label -> the
+    earlier row of the same configuration) share that row's rank and enter no test. Returns the
+    notes: power statement, duplicates, and what stays undefined."""
+    same, spec = same or {}, spec or {}
+    scores = {r["run"]: r["delta_m_seeds"] for r in rows if r["delta_m_seeds"] and r["run"] not in same}
     ranks, per_seed, agreement = tied_ranks(scores), seed_ranks(scores), concordance(scores)
     reference = next((r for r in rows if is_reference(r["run"]) and r["delta_m_seeds"]), None)
+    differences = reference_differences(rows, reference, set(same))
+    margin, stated = suite_margin(spec)
+    decided = verdicts(differences, spec)
     for row in rows:
-        row["rank"] = ranks.get(row["run"])
+        row["same_as"] = same.get(row["run"], "")
+        row["rank"] = ranks.get(same.get(row["run"], row["run"]))
+        row["verdict"] = verdict_text(decided.get(row["run"]), margin)
         row["seed_ranks"] = tuple(per_seed.get(row["run"], {}).values())
         row["concordance"] = agreement if row["run"] in scores else None
         row["reference"] = row is reference
         if reference is not None and row["run"] in scores and row is not reference:
             row["vs_reference"] = mean_interval(paired_differences(row["delta_m_seeds"], reference["delta_m_seeds"]))
-    notes = []
+    notes = [f"{label} is the same configuration as {first} (one config digest at every seed): it shares its "
+             "rank and enters no test, power pool or rank concordance" for label, first in same.items()]
+    if differences:
+        power = power_statement(differences, (spec.get("power") or {}).get("margin"))
+        notes += power.lines()
+        notes.append(f"verdicts against {REFERENCE}: better/worse by a two-sided paired t-test, equivalent by TOST "
+                     f"within ±{margin:g} Δm points ({'the suite' if stated else 'default'} margin), each a Holm family "
+                     "over the methods (sequential suites: the per-look level of their seed rule); undecided otherwise")
+        if power.underpowered:
+            notes.insert(0, f"UNDERPOWERED: this suite cannot detect a Δm difference of {power.margin:g} with Holm "
+                            f"at its {power.seeds} seeds; read its ranks and verdicts as a demo")
     if scores and reference is None:
         notes.append(f"no run labelled '{REFERENCE}' with a delta-m: the Δm − {REFERENCE} column stays empty")
     if scores and max(len(s) for s in scores.values()) < 2:
@@ -256,7 +292,7 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
     spec, split = rep.spec, rep.split
     aux = aux_metrics(records, rep.chosen)
     chosen = {**rep.chosen, **aux}
-    rows, notes = build_rows(records, chosen)
+    rows, notes = build_rows(records, chosen, spec)
     notes = missing_notes(results_dir) + rep.notes + notes
     if {r["tuned"] == UNTUNED for r in rows} == {True, False}:
         notes.append("only rows marked in the tuned column had a hyperparameter search (on val, budget shown); "
@@ -279,6 +315,7 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
     write_markdown(rows, keys, directions, notes, title, drawn, paths["md"])
     columns, data = numeric_table(rows, keys)
     write_csv(columns, data, paths["csv"])
+    paths["per_seed"] = write_per_seed(records, rows, results_dir / "per_seed.csv")
     write_html(rows, keys, directions, notes, title, drawn, paths["html"],
                transfer_html(results_dir / "transfer_report.md"))
     log_wandb_table(results_dir, columns, data, spec, wandb_mode)

@@ -20,12 +20,16 @@ from adjustText import adjust_text  # noqa: E402
 CAPTION = ("Ranked by Δm per-task (LibMTL); flat (Nash-MTL/FAMO) shown too. Δm: mean relative change (%) "
            "against the single-task runs, positive = worse, lower is better; mean ± std over seeds. "
            "Δm − equal: per-task Δm minus that of the run `equal` at the same seed (same initialisation and "
-           "batch order), mean [paired-t 95% interval]; n/a with one seed. Rank: the best mean and every method "
-           "whose interval of Δm minus the best's contains 0 share rank 1, then the same on the rest (1, 1, 3). "
+           "batch order), mean [paired-t 95% interval]; n/a with one seed. Verdict: better or worse than equal "
+           "(paired t-test), equivalent within the stated margin (TOST), else undecided; see the notes for the "
+           "families and the power. Rank: the best mean and every method whose interval of Δm minus the best's "
+           "contains 0 share rank 1 (not separated, which is no claim that they are equal), then the same on the "
+           "rest (1, 1, 3). Collapsed: seeds where a task's primary metric fell below half its single-task mean. "
+           "Clip: % of steps where the global gradient-norm clip bound. "
            "Seed ranks: the range of the method's rank when each seed ranks the methods alone. Variant: how the "
            "balancer departs from its paper's method. Tuned: the hyperparameter search behind the row (none for most). "
            "stl-* rows are the single-task baselines (reference, not ranked).")
-NUMERIC = ("delta_m_per_task", "delta_m_flat", "train_time_s", "latency_ms")
+NUMERIC = ("delta_m_per_task", "delta_m_flat", "train_time_s", "latency_ms", "clipped")
 Cell = tuple[str, float | str | None]  # (text shown, value to sort by; None = blank, sorted last)
 
 
@@ -42,8 +46,8 @@ def columns(keys: list[str], directions: dict[str, bool]) -> list[tuple[str, boo
     direction (↑ higher is better). Text columns sort alphabetically first (False)."""
     arrows = [(f"{k} {'↑' if directions.get(k, True) else '↓'}", directions.get(k, True)) for k in keys]
     return [("rank", False), ("run", False), ("seeds", True), ("variant", False), ("tuned", False), *arrows,
-            ("Δm% per-task ↓", False), ("Δm − equal [95% CI]", False), ("Δm% flat ↓", False),
-            ("seed ranks", False), ("params (M)", False), ("train time (s)", False), ("latency (ms)", False)]
+            ("Δm% per-task ↓", False), ("Δm − equal [95% CI]", False), ("verdict vs equal", False),
+            ("Δm% flat ↓", False), ("seed ranks", False), ("collapsed", False), ("clip %", False), ("params (M)", False), ("train time (s)", False), ("latency (ms)", False)]
 
 
 def header(keys: list[str], directions: dict[str, bool]) -> list[str]:
@@ -70,14 +74,25 @@ def _seed_ranks(row: dict) -> Cell:
     return (str(low) if low == high else f"{low}–{high}"), low
 
 
+def _collapses(row: dict) -> Cell:
+    """"det 1/3" per task that collapsed in some seeds; "0" for a multi-task row without any."""
+    if row["kind"] != "mtl":
+        return "", None
+    found = row["collapses"]
+    return (", ".join(f"{t} {n}/{row['seeds']}" for t, n in found.items()) or "0"), sum(found.values())
+
+
 def cells(row: dict, keys: list[str]) -> list[Cell]:
     """The displayed cells of one row, each with the value the HTML sorts by."""
     rank: Cell = (str(row["rank"]), row["rank"]) if row["rank"] else ("ref" if row["kind"] != "mtl" else "", None)
     tuned = row["tuned"] + (f" → {row['chosen']}" if row["chosen"] else "")
+    if row["same_as"]:
+        rank = (f"{row['rank']} (= {row['same_as']})", row["rank"])
     return [rank, (row["run"], row["run"]), (str(row["seeds"]), row["seeds"]), (row["variant"], row["variant"]),
             (tuned, tuned),
             *(_fmt(row["metrics"][k], ".4g", ".2g") for k in keys),
-            _fmt(row["delta_m_per_task"], ".2f"), _versus(row), _fmt(row["delta_m_flat"], ".2f"), _seed_ranks(row),
+            _fmt(row["delta_m_per_task"], ".2f"), _versus(row), (row["verdict"], row["verdict"]),
+            _fmt(row["delta_m_flat"], ".2f"), _seed_ranks(row), _collapses(row), _fmt(row["clipped"], ".0f"),
             (f"{row['params'] / 1e6:.2f}", row["params"]), _fmt(row["train_time_s"], ".0f"),
             _fmt(row["latency_ms"], ".1f")]
 
@@ -87,7 +102,8 @@ def numeric_table(rows: list[dict], keys: list[str]) -> tuple[list[str], list[li
     names = [*keys, *NUMERIC]
     columns = (["rank", "run", "kind", "seeds", "variant", "tuned", "chosen", "params"] + [f"{n}_{s}" for n in names for s in ("mean", "std")]
                + [f"delta_m_vs_equal_{s}" for s in ("mean", "lo", "hi")]
-               + ["seed_rank_min", "seed_rank_max", "kendall_w", "friedman_p"])
+               + ["seed_rank_min", "seed_rank_max", "kendall_w", "friedman_p", "verdict", "same_as",
+                  "collapsed_seeds"])
     data = []
     for row in rows:
         stats = [*(row["metrics"][k] for k in keys), *(row[n] for n in NUMERIC)]
@@ -96,10 +112,11 @@ def numeric_table(rows: list[dict], keys: list[str]) -> tuple[list[str], list[li
                                                                         math.nan, math.nan)),
                  *((min(row["seed_ranks"]), max(row["seed_ranks"])) if row["seed_ranks"] else (math.nan,) * 2),
                  *((row["concordance"].w, row["concordance"].p) if row["concordance"] else (math.nan,) * 2)]
+        labels = [row["verdict"], row["same_as"], sum(row["collapses"].values()) if row["kind"] == "mtl" else None]
         data.append([row["rank"], row["run"], row["kind"], row["seeds"], row["variant"], row["tuned"], row["chosen"],
                      int(row["params"])]
                     + [None if math.isnan(v) else v for stat in stats for v in stat]
-                    + [None if math.isnan(v) else v for v in extra])
+                    + [None if math.isnan(v) else v for v in extra] + labels)
     return columns, data
 
 

@@ -1,7 +1,8 @@
 """Rows that had a hyperparameter search (a suite method with `tune`, see benchmark/suite.py).
 
-Each grid point trains one run per seed (kind "tune"). The point kept is the one with the best
-(lowest) mean over seeds of its validation score: the per-task Δm (`delta_m.py`) of its val
+Each grid point trains one run per seed (kind "tune"; with `tune_seeds`, at the first seeds only,
+and the kept point then at the others: `benchmark/plan.py`). The point kept is the one with the
+best (lowest) mean, over the seeds every point ran, of its validation score: the per-task Δm (`delta_m.py`) of its val
 metrics against the single-task runs' val metrics, over the suite's delta metrics. Only val
 enters the choice; the kept point's runs then become the row `<label>` like any other run, so
 with a held-out split the row reports test metrics of a choice made without them.
@@ -26,10 +27,14 @@ def val_score(record: dict, base: dict[str, float], chosen: dict[str, list[str]]
 
 
 def point_scores(runs: list[dict], base: dict[str, float], chosen: dict[str, list[str]]) -> dict[str, float]:
-    """{grid point ("optim.lr=0.001"): mean val score over its seeds} (NaN where a seed's is NaN)."""
+    """{grid point ("optim.lr=0.001"): mean val score over the seeds every point ran} (NaN where a
+    seed's is NaN): the kept point runs at further seeds, which must not enter the choice."""
+    points = {run["tune"]["point"] for run in runs}
+    shared = set.intersection(*({r["seed"] for r in runs if r["tune"]["point"] == p} for p in points))
     by_point: dict[str, list[float]] = {}
     for run in runs:
-        by_point.setdefault(run["tune"]["point"], []).append(val_score(run, base, chosen))
+        if run["seed"] in shared:
+            by_point.setdefault(run["tune"]["point"], []).append(val_score(run, base, chosen))
     return {point: statistics.fmean(v) for point, v in by_point.items()}
 
 

@@ -18,6 +18,7 @@ every backend goes through `launch/job.py`'s `execute`, so run folders do not de
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -26,11 +27,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from perception_mtl.benchmark.launch.gpus import gpu_slots, suite_on_gpu
-from perception_mtl.benchmark.launch.local import LocalBackend
-from perception_mtl.benchmark.launch.sequential import SequentialBackend
+from perception_mtl.benchmark.launch.gpus import gpu_slots
 from perception_mtl.benchmark.launch.settings import LauncherConfig, launcher_config, on_this_machine, run_threads
-from perception_mtl.benchmark.suite import Run, Suite
+from perception_mtl.benchmark.plan import planned_runs
+from perception_mtl.benchmark.suite import Suite
 from perception_mtl.config import ConfigError
 from perception_mtl.data.build import val_loaders
 from perception_mtl.data.files import DatasetError
@@ -110,6 +110,18 @@ def run_suite(suite: Suite, results_dir: Path | None = None, launch: list[str] |
     return results_dir
 
 
+def make_backend(launcher: LauncherConfig, logs: Path, name: str):
+    """The launcher's backend, writing its logs under `logs`."""
+    if launcher.backend == "sequential":
+        from perception_mtl.benchmark.launch.sequential import SequentialBackend
+        return SequentialBackend(logs)
+    if launcher.backend == "local":
+        from perception_mtl.benchmark.launch.local import LocalBackend
+        return LocalBackend(logs, gpu_slots(launcher.workers) if launcher.gpus_per_run else [])  # a GPU each
+    from perception_mtl.benchmark.launch.submitit_backend import SubmititBackend
+    return SubmititBackend(launcher, logs / "submitit", name)
+
+
 def run_experiment(suite: Suite, results_dir: Path, launcher: LauncherConfig) -> list[str]:
     """Train and test what is unfinished of one suite (or experiment) through `launcher`'s backend,
     then write its leaderboard and transfer report (from the finished runs, naming the others);
@@ -118,29 +130,29 @@ def run_experiment(suite: Suite, results_dir: Path, launcher: LauncherConfig) ->
     from perception_mtl.benchmark.launch.job import Job
 
     check_test_split(suite)
-    runs = suite.runs()
-    write_manifest(results_dir, runs)
     keep = suite.spec.get("keep_checkpoints", False)
     if not isinstance(keep, bool):
         raise ConfigError(f"{suite.path}: keep_checkpoints must be true or false, got {keep!r}")
-    jobs = []
-    for k, run in enumerate(runs, 1):
-        job = Job(suite, run, results_dir, run_threads(launcher), keep)
-        if job.finished():
-            print(f"[{k}/{len(runs)}] {job.name}: done, skipped", flush=True)
-        else:
-            jobs.append((k, job))
     logs = results_dir / "launch"
-    if launcher.backend == "sequential":
-        backend = SequentialBackend(logs)
-    elif launcher.backend == "local":
-        backend = LocalBackend(logs, gpu_slots(launcher.workers) if suite_on_gpu(suite.spec) else [])
-    else:
-        from perception_mtl.benchmark.launch.submitit_backend import SubmititBackend
-
-        backend = SubmititBackend(launcher, logs / "submitit", suite.name)
-    workers = launcher.workers if on_this_machine(launcher) else (launcher.parallel or max(1, len(jobs)))
-    failed = dispatch(jobs, len(runs), backend, workers, launcher.retries)
+    backend = make_backend(launcher, logs, suite.name)
+    failed: list[Job] = []
+    given_up: set[tuple[str, int]] = set()
+    for round_ in itertools.count():  # a plan that depends on results (tuning or sequential seeds) grows
+        runs = planned_runs(suite, results_dir)
+        write_manifest(results_dir, runs)
+        jobs = []
+        for k, run in enumerate(runs, 1):
+            job = Job(suite, run, results_dir, run_threads(launcher), keep)
+            if job.finished():
+                if not round_:
+                    print(f"[{k}/{len(runs)}] {job.name}: done, skipped", flush=True)
+            elif (run.label, run.seed) not in given_up:
+                jobs.append((k, job))
+        if not jobs:
+            break
+        workers = launcher.workers if on_this_machine(launcher) else (launcher.parallel or max(1, len(jobs)))
+        failed += dispatch(jobs, len(runs), backend, workers, launcher.retries)
+        given_up |= {(job.run.label, job.run.seed) for job in failed}
     from perception_mtl.analysis.leaderboard import write_leaderboard
     from perception_mtl.analysis.transfer import write_transfer_report
 

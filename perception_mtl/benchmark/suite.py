@@ -23,6 +23,13 @@ multi-task run per balancer, read from `configs/benchmark/<name>.yaml`.
                                      # the transfer report then report it. `world:` renders it with `test: <frames>`
     expect: [{better_than_equal: [uncertainty]}, {harms: {noise: [seg]}}, {harmless: {edges: [seg]}}]
                  # optional: known answers the results must show; checked into controls.md (analysis/controls.py)
+    seeds: {min: 3, max: 10, margin: 2}  # instead of a list: sequential seeds 0, 1, ... (analysis/sequential.py);
+                 # every method runs `min`, and one more seed at a time while it is undecided against `equal`
+    tune: {optim.lr: [0.001, 0.002, 0.004]}  # the same grid for every method without its own `tune`: the
+                 # row keeps its label, its grid runs at the first `tune_seeds` seeds (default: all), and the
+                 # point kept on val runs at every further seed (benchmark/plan.py)
+    tune_seeds: 1
+    power: {margin: 2}  # the Δm difference the power statement sizes the seeds for, and the TOST margin
 
 Several experiments in one file (the `controls` suite): `experiments` maps a name to the keys
 that make that experiment differ (tasks, methods, baselines, pairs, seeds, sweep, delta_metrics,
@@ -137,8 +144,15 @@ class Suite:
         test = self.spec.get("test")
         return None if test is None else {"split": test.get("split", "test"), "limit": test.get("limit")}
 
+    @property
+    def seeds(self) -> list[int]:
+        """Every seed a run may get: the list, or 0 .. max - 1 of a sequential plan."""
+        seeds = self.spec["seeds"]
+        return list(range(seeds["max"])) if isinstance(seeds, dict) else list(seeds)
+
     def runs(self) -> list[Run]:
-        """Every run; with a `sweep`, every run at each swept value."""
+        """Every run a suite may train (all seeds of a sequential plan, every grid point at every seed;
+        `plan.py` picks those it needs); with a `sweep`, every run at each swept value."""
         if not self.spec.get("sweep"):
             return self._runs()
         (key, values), = self.spec["sweep"].items()
@@ -155,14 +169,15 @@ class Suite:
     def _runs(self) -> list[Run]:
         tasks = list(self.spec["tasks"])
         runs = []
-        for seed in self.spec["seeds"]:
+        for seed in self.seeds:
             if self.spec.get("baselines", True):
                 runs += [Run(f"stl-{t}", "stl", "equal", [t], seed) for t in tasks]
             if self.spec.get("pairs"):
                 runs += [Run(f"pair-{a}+{b}", "pair", "equal", [a, b], seed, ["balancer.name=equal"])
                          for a, b in itertools.combinations(tasks, 2)]
             for method in self.spec["methods"]:
-                runs += method_runs({"name": method} if isinstance(method, str) else method, tasks, seed)
+                runs += method_runs({"name": method} if isinstance(method, str) else method, tasks, seed,
+                                    self.spec.get("tune"))
         return runs
 
     def config(self, run: Run, output_dir: str | Path):
@@ -176,12 +191,13 @@ class Suite:
                                   *(f"wandb.{k}={_value(v)}" for k, v in wandb.items())])
 
 
-def method_runs(method: dict, tasks: list[str], seed: int) -> list[Run]:
-    """The run of a `methods` entry at `seed`, or with `tune` one run per grid point."""
+def method_runs(method: dict, tasks: list[str], seed: int, suite_grid: dict | None = None) -> list[Run]:
+    """The run of a `methods` entry at `seed`, or with `tune` (its own, else the suite's grid) one
+    run per grid point."""
     params = [f"balancer.params.{k}={_value(v)}" for k, v in (method.get("params") or {}).items()]
     extra = [f"{k}={_value(v)}" for k, v in (method.get("config") or {}).items()]
     overrides = [f"balancer.name={method['name']}", *params, *extra]
-    grid, row = method.get("tune"), method_label(method)
+    grid, row = method.get("tune") or suite_grid, method_label(method)
     if not grid:
         return [Run(row, "mtl", method["name"], tasks, seed, overrides)]
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]

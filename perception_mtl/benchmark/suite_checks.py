@@ -11,14 +11,15 @@ from perception_mtl.config import ConfigError
 from perception_mtl.data.world.generate import WorldSpec
 
 KEYS = {"name", "description", "world", "config", "tasks", "seeds", "baselines", "methods", "delta_metrics",
-        "output_dir", "wandb", "sweep", "pairs", "test", "expect", "experiments", "launcher", "keep_checkpoints"}
+        "output_dir", "wandb", "sweep", "pairs", "test", "expect", "experiments", "launcher", "keep_checkpoints",
+        "tune", "tune_seeds", "power"}
 EXPERIMENT_KEYS = KEYS - {"name", "world", "output_dir", "wandb", "experiments",  # one world, one W&B project,
                           "launcher", "keep_checkpoints"}  # one launcher
 TEST_KEYS = {"split", "limit"}
 METHOD_KEYS = {"name", "label", "params", "config", "tune"}
-TYPES = {"name": str, "description": str, "config": dict, "tasks": list, "seeds": list, "baselines": bool,
+TYPES = {"name": str, "description": str, "config": dict, "tasks": list, "seeds": (list, dict), "baselines": bool,
          "pairs": bool, "delta_metrics": dict, "output_dir": str, "wandb": dict, "launcher": dict,
-         "keep_checkpoints": bool, "experiments": dict}  # suite key -> its type (null: the key's default)
+         "keep_checkpoints": bool, "experiments": dict, "tune": dict, "tune_seeds": int, "power": dict}  # suite key -> its type (null: the key's default)
 
 
 def check_keys(path: Path, spec: dict, valid: set[str], where: str) -> None:
@@ -38,8 +39,12 @@ def check_runs(path: Path, spec: dict, where: str) -> None:
     if not spec["tasks"] or not all(isinstance(t, str) for t in spec["tasks"]):
         raise ConfigError(f"{path}: tasks of {where} must be a list of task names, e.g. [det, seg], "
                           f"got {spec['tasks']!r}")
-    if not spec["seeds"] or not all(type(s) is int for s in spec["seeds"]):
-        raise ConfigError(f"{path}: seeds of {where} must be a list of integers, e.g. [0, 1], got {spec['seeds']!r}")
+    if isinstance(spec["seeds"], dict):
+        check_seed_plan(path, spec["seeds"], where)
+    elif not spec["seeds"] or not all(type(s) is int for s in spec["seeds"]):
+        raise ConfigError(f"{path}: seeds of {where} must be a list of integers, e.g. [0, 1], or a sequential plan "
+                          f"{{min: 3, max: 10, margin: 2}}, got {spec['seeds']!r}")
+    check_tuning(path, spec, where)
     sweep = spec.get("sweep")
     if sweep is not None and (not isinstance(sweep, dict) or len(sweep) != 1
                               or not isinstance(next(iter(sweep.values())), list)):
@@ -56,6 +61,31 @@ def check_types(path: Path, spec: dict, where: str, required: tuple[str, ...] = 
         if (spec.get(key) is not None or key in required) and not isinstance(spec.get(key), kind):
             names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise ConfigError(f"{path}: {key} of {where} must be a {names}, got {spec.get(key)!r}")
+
+
+def check_seed_plan(path: Path, seeds: dict, where: str) -> None:
+    """Sequential seeds {min, max, margin}: integers 2 <= min <= max, a positive margin (Δm points)."""
+    ok = set(seeds) == {"min", "max", "margin"} and type(seeds["min"]) is int and type(seeds["max"]) is int \
+        and 2 <= seeds["min"] <= seeds["max"] and isinstance(seeds["margin"], (int, float)) and seeds["margin"] > 0
+    if not ok:
+        raise ConfigError(f"{path}: seeds of {where} as a sequential plan must be {{min: <int >= 2>, max: <int >= min>, "
+                          f"margin: <Δm points > 0>}}, got {seeds!r}")
+
+
+def check_tuning(path: Path, spec: dict, where: str) -> None:
+    """The suite-wide `tune` grid (config key -> non-empty list), `tune_seeds` within the seeds, `power.margin`."""
+    grid = spec.get("tune")
+    if grid is not None and (not grid or not all(isinstance(v, list) and v for v in grid.values())):
+        raise ConfigError(f"{path}: tune of {where} must map config keys to non-empty lists of values, e.g. "
+                          "{optim.lr: [0.001, 0.002, 0.004]}")
+    first = spec["seeds"]["min"] if isinstance(spec["seeds"], dict) else len(spec["seeds"])
+    count = spec.get("tune_seeds")
+    if count is not None and not 1 <= count <= first:
+        raise ConfigError(f"{path}: tune_seeds of {where} must be between 1 and the {first} seeds every method runs")
+    power = spec.get("power")
+    if power is not None and (set(power) != {"margin"} or not isinstance(power["margin"], (int, float))
+                              or power["margin"] <= 0):
+        raise ConfigError(f"{path}: power of {where} must be {{margin: <Δm points > 0>}}, got {power!r}")
 
 
 def check_methods(path: Path, methods: Any) -> None:
