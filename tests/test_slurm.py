@@ -64,6 +64,7 @@ def cluster(request, tmp_path_factory):
             yield request.param
     finally:
         subprocess.run([str(SCRIPT), "stop"], env=env, stdout=log, stderr=subprocess.STDOUT, timeout=120)
+        log.close()
 
 
 def _job_ids(out: Path) -> list[str]:

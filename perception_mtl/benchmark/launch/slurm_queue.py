@@ -19,7 +19,7 @@ import time
 import submitit
 
 POLL_S = 2.0  # seconds between looks at a job's result file
-SQUEUE_EVERY_S = 10.0  # seconds between squeue calls, shared by all jobs
+SQUEUE_EVERY_S = 5.0  # seconds between squeue calls, shared by all jobs
 ACTIVE = "PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED,REQUEUED,REQUEUE_HOLD,REQUEUE_FED,RESIZING,SIGNALING," \
          "STAGE_OUT,STOPPED"
 
