@@ -1,7 +1,8 @@
-"""torch.distributed helpers for runs launched by torchrun or by `srun --ntasks=N` (`env_from_slurm`);
-every helper is a no-op (or the identity) in a single process, so the training code calls them unconditionally. A leaf of the
-package: it imports nothing of perception_mtl but `errors.py`, so that balancers, tasks, data and
-tracking can use it without reaching up into the engine.
+"""torch.distributed helpers for runs launched by torchrun or by `srun --ntasks=N`
+(`env_from_slurm`); every helper is a no-op (or the identity) in a single process, so the training
+code calls them unconditionally. A leaf of the package: it imports nothing of perception_mtl but
+`errors.py`, so that balancers, tasks, data and tracking can use it without reaching up into the
+engine.
 
 Devices: the model, the balancer, batches and gradients live on `train.device` (a GPU per process
 under torchrun with nccl); loss tables, metric states and flags stay on the CPU and travel
