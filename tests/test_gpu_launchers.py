@@ -79,3 +79,13 @@ def test_runs_at_once_never_share_a_gpu(tmp_path, monkeypatch):
         t.join()
     assert sorted(seen) == ["0", "1"]
     assert backend.attempt(_Job(tmp_path)) is None and seen[2] in ("0", "1")
+
+
+def test_the_runner_gives_local_workers_their_gpus(four_gpus, tmp_path):
+    from perception_mtl.benchmark.runner import make_backend
+
+    backend = make_backend(launcher_config({"config": {}}), tmp_path, "s")
+    assert sorted(backend.free.queue) == ["0", "1", "2", "3"]
+    on_cpu = make_backend(launcher_config({"config": {"train.device": "cpu"}, "launcher": {"backend": "local"}}),
+                          tmp_path, "s")
+    assert not on_cpu.gpus
