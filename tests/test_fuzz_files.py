@@ -165,3 +165,13 @@ def test_checkpoints_with_wrong_entries(tiny_world, tiny_checkpoint, edits, weig
         torch.save(state, Path(tmp) / "last.pt")
         ends_well(_evaluate, Path(tmp) / "last.pt")
         ends_well(_resume, tiny_world, Path(tmp))
+
+
+@pytest.mark.parametrize("objects, crash", [  # polygons the fuzzing found, and how they crashed before
+    ([{"label": "car", "polygon": {"": None}, "deleted": 0}], "IndexError: string index out of range"),
+    ([{"label": "car", "polygon": [["a", 1], [3, 4]], "deleted": 0}], "TypeError: '<' not supported"),
+], ids=["polygon a mapping", "a coordinate a string"])
+def test_polygons_that_crashed_are_data_errors(objects, crash):
+    polygons = json.dumps({"imgHeight": H, "imgWidth": W, "objects": objects}).encode()
+    message, _ = ends_well(_cityscapes_sample, {"polygons": polygons})
+    assert message is not None and message.startswith("data error: cannot parse ") and "_gtFine_polygons.json" in message

@@ -166,14 +166,17 @@ class CityscapesDataset(Dataset):
             annotation.fromJsonFile(str(path))
         except FileNotFoundError as err:
             raise DatasetError(f"missing file {path} (data.polygon_boxes=true reads boxes from it)") from err
-        except (ValueError, KeyError, TypeError) as err:
-            raise DatasetError(f"cannot parse {path}: {err}") from err
+        except (ValueError, KeyError, TypeError, IndexError) as err:
+            raise DatasetError(f"cannot parse {path}: {type(err).__name__}: {err}") from err
         boxes, classes, crowd = [], [], []
         for obj in annotation.objects:
             name = obj.label[:-len("group")] if obj.label.endswith("group") else obj.label
             if obj.deleted or name not in name2label or DET_LUT[name2label[name].id] < 0 or not obj.polygon:
                 continue
-            xs, ys = [p.x for p in obj.polygon], [p.y for p in obj.polygon]
+            try:  # the toolkit keeps each point's coordinates as the JSON holds them
+                xs, ys = [float(p.x) for p in obj.polygon], [float(p.y) for p in obj.polygon]
+            except (TypeError, ValueError) as err:
+                raise DatasetError(f"cannot parse {path}: a point of '{obj.label}' is not two numbers ({err})") from err
             # PIL fills a polygon's vertices, so its pixels end at max + 1 (exclusive), as instance boxes do
             box = [max(0, min(xs)), max(0, min(ys)), min(shape[1], max(xs) + 1), min(shape[0], max(ys) + 1)]
             if box[2] > box[0] and box[3] > box[1]:
