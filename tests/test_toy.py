@@ -9,7 +9,8 @@ closed forms of the update directions:
 - PCGrad: each gradient minus its projection on the other when <g1, g2> < 0, averaged;
 - CAGrad: g0 + (c |g0| / |g_w|) g_w with g_w = w g1 + (1 - w) g2, w minimising
   <g_w, g0> + c |g0| |g_w| over [0, 1]: a one-dimensional convex problem solved in closed form
-  (stationary point of a + r (A w + B) / sqrt(A w^2 + 2 B w + C), clipped to [0, 1]).
+  (stationary point of a + r (A w + B) / sqrt(A w^2 + 2 B w + C), clipped to [0, 1]);
+- and further Nash-MTL = FairGrad (alpha = 1), IMTL-G, UPGrad and DualProj (ref_* below).
 Our balancers must give these directions up to a constant factor (Adam ignores it), and follow
 the reference trajectories under Adam. The slow test runs the references with the papers'
 protocol (Adam, lr 1e-3, 100k steps) and asserts the outcomes CAGrad's Fig. 1 shows, per start:
@@ -81,9 +82,47 @@ def ref_cagrad(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
     return g0 + r / np.maximum(np.sqrt(_dot(gw, gw)), 1e-30) * gw
 
 
+def ref_nash(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    """Nash-MTL's alpha_i (G alpha)_i = 1 (FairGrad's G w = w^-1 at alpha = 1): subtracting the two
+    equations, G11 a1^2 = G22 a2^2, so a2 = a1 sqrt(G11 / G22) and a1 = (G11 + G12 sqrt(G11 / G22))^-1/2."""
+    ratio = np.sqrt(_dot(g1, g1) / _dot(g2, g2))
+    a1 = 1 / np.sqrt(_dot(g1, g1) + _dot(g1, g2) * ratio)
+    return a1 * g1 + a1 * ratio * g2
+
+
+def ref_imtl_g(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    """IMTL-G: d = a g1 + (1 - a) g2 with equal projections on the unit gradients, <d, u1 - u2> = 0."""
+    du = g1 / np.sqrt(_dot(g1, g1)) - g2 / np.sqrt(_dot(g2, g2))
+    a = -_dot(g2, du) / _dot(g1 - g2, du)
+    return a * g1 + (1 - a) * g2
+
+
+def _to_dual_cone(g: np.ndarray, g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    """Projection of g on {d: <d, g1> >= 0, <d, g2> >= 0} (2-D, two gradients at an obtuse angle
+    or not): onto the violated half-plane's boundary, or 0 when both are violated."""
+    out = g.copy()
+    for a, b in ((g1, g2), (g2, g1)):
+        cut = _dot(g, a) < 0
+        moved = g - _dot(g, a) / _dot(a, a) * a
+        out = np.where(cut, np.where(_dot(moved, b) >= -1e-12, moved, 0.0), out)
+    return out
+
+
+def ref_upgrad(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    return (_to_dual_cone(g1, g1, g2) + _to_dual_cone(g2, g1, g2)) / 2
+
+
+def ref_dualproj(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    return _to_dual_cone((g1 + g2) / 2, g1, g2)
+
+
 REFERENCES = {"equal": ref_equal, "mgda": ref_mgda, "pcgrad": ref_pcgrad, "cagrad": ref_cagrad}
+TWO_TASK = {**REFERENCES, "nashmtl": ref_nash, "fairgrad": ref_nash, "imtl_g": ref_imtl_g, "upgrad": ref_upgrad,
+            "dualproj": ref_dualproj}
 # torchjd sums where the reference averages (equal, PCGrad) and drops CAGrad's 1 / (1 + c)
-FACTOR = {"equal": 2.0, "mgda": 1.0, "pcgrad": 2.0, "cagrad": 1.0}
+FACTOR = {"equal": 2.0, "mgda": 1.0, "pcgrad": 2.0, "cagrad": 1.0, "nashmtl": 1.0, "fairgrad": 1.0, "imtl_g": 1.0,
+          "upgrad": 1.0, "dualproj": 1.0}
+CLIPPED = {"nashmtl", "fairgrad"}  # max_norm = 1 clips the shared gradient, as their official code
 POINTS = [(-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0), (-5.0, 2.2), (5.0, 3.0), (0.0, -5.0), (-2.0, -2.0),
           (3.0, -6.0), (-6.0, -7.0), (9.0, -1.0), (-7.5, -0.5), (4.0, -8.0)]
 
@@ -122,14 +161,37 @@ def test_objectives_match_the_hand_gradients_and_landmarks():
     assert abs(toy.pareto_x2(0.0) - toy.PARETO_X2) < 2e-4 and abs(toy.pareto_x2(7.0) + 8.4345) < 1e-4
 
 
-@pytest.mark.parametrize("method", sorted(REFERENCES))
+# Where ours departs from the closed form (docs/toy.md): torchjd's QP projector (UPGrad, DualProj)
+# regularises the trace-normalised Gramian with reg_eps = 1e-4, which blurs the constraint of a
+# task with a small gradient: at (5, 3) (|g2| / |g1| = 130) <d, g1> = -3.0, the update raises f1;
+# at (-6, -7) and (4, -8), near the Pareto set, the direction is 5% and 6% off; with reg_eps = 0
+# torchjd gives the closed form. Nash-MTL's first CCCP solve from alpha = 1 fails at (-5, 2.2)
+# (|g1| / |g2| = 12) and keeps alpha = 1 (warm-started along a trajectory it matches).
+KNOWN = {("nashmtl", (-5.0, 2.2))} | {(m, p) for m in ("upgrad", "dualproj") for p in ((5.0, 3.0), (-6.0, -7.0), (4.0, -8.0))}
+
+
+def _check(method: str, point: tuple[float, float]) -> None:
+    g1, g2 = grads(np.array([point], dtype=np.float64))
+    want = FACTOR[method] * TWO_TASK[method](g1, g2)[0]
+    if method in CLIPPED:
+        want = want * min(1.0, 1 / np.linalg.norm(want))
+    got = ours(method, point)
+    # iterative solvers; UPGrad and DualProj also carry reg_eps's bias (0.4% at (3, -6))
+    tol = {"upgrad": 1e-2, "dualproj": 1e-2}.get(method, 2e-3 if method in ("mgda", "nashmtl", "imtl_g") else 1e-4)
+    assert np.linalg.norm(got - want) <= tol * np.linalg.norm(want) + 1e-6, (method, point, got, want)
+
+
+@pytest.mark.parametrize("method", sorted(TWO_TASK))
 def test_direction_matches_closed_form(method):
     for point in POINTS:
-        g1, g2 = grads(np.array([point], dtype=np.float64))
-        want = FACTOR[method] * REFERENCES[method](g1, g2)[0]
-        got = ours(method, point)
-        tol = 2e-3 if method == "mgda" else 1e-4  # torchjd's MGDA: Frank-Wolfe to epsilon 1e-3
-        assert np.linalg.norm(got - want) <= tol * np.linalg.norm(want) + 1e-6, (method, point, got, want)
+        if (method, point) not in KNOWN:
+            _check(method, point)
+
+
+@pytest.mark.xfail(strict=True, reason="torchjd's reg_eps / Nash-MTL's cold start, see KNOWN")
+@pytest.mark.parametrize("method, point", sorted(KNOWN))
+def test_known_departures_from_closed_form(method, point):
+    _check(method, point)
 
 
 def test_adam_runs_follow_the_reference():
