@@ -135,6 +135,10 @@ start() {
 
 stop() {
     local pid
+    if [[ -s $DIR/run/slurmctld.pid ]]; then  # end the jobs while slurmd can still clean up after them
+        scancel --user="$(id -u)" 2> /dev/null || true
+        for _ in $(seq 20); do [[ -z $(squeue -h 2> /dev/null) ]] && break; sleep 0.5; done
+    fi
     for daemon in "${DAEMONS[@]}"; do
         if [[ -s $DIR/run/$daemon.pid ]]; then
             pid=$(cat "$DIR/run/$daemon.pid")
@@ -144,6 +148,12 @@ stop() {
             rm -f "$DIR/run/$daemon.pid"
         fi
     done
+    for proc in /proc/[0-9]*; do  # step daemons left waiting for slurmd (they run in $DIR/log)
+        if [[ $(cat "$proc/comm" 2> /dev/null) == slurmstepd && $(readlink "$proc/cwd") == "$DIR"/* ]]; then
+            kill -9 "${proc#/proc/}" 2> /dev/null || true
+        fi
+    done
+    return 0
 }
 
 case ${1:-} in
