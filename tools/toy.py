@@ -6,7 +6,7 @@
 Runs every method of `perception_mtl.analysis.toy.METHODS` from every start of the setting (cagrad:
 CAGrad's Fig. 1, f1 unscaled, starts (-8.5, 7.5), (-8.5, -5), (9, 9); nash: Nash-MTL's and FAMO's
 figures, f1 scaled by 0.1, five starts) with Adam. The defaults are the papers' protocol (Adam,
-lr 1e-3, 100k steps); docs/toy.md says what a shorter one changes. Writes OUT/toy.png (one panel
+lr 1e-3, 100k steps); docs/toy_figure.md says what a shorter one changes. Writes OUT/toy.png (one panel
 per method over the mean loss's contours), OUT/toy.json and OUT/toy.md (end points, Pareto set,
 distance to the mean-loss optimum) and prints the table.
 """
