@@ -167,7 +167,8 @@ def test_objectives_match_the_hand_gradients_and_landmarks():
 # at (-6, -7) and (4, -8), near the Pareto set, the direction is 5% and 6% off; with reg_eps = 0
 # torchjd gives the closed form. Nash-MTL's first CCCP solve from alpha = 1 fails at (-5, 2.2)
 # (|g1| / |g2| = 12) and keeps alpha = 1 (warm-started along a trajectory it matches).
-KNOWN = {("nashmtl", (-5.0, 2.2))} | {(m, p) for m in ("upgrad", "dualproj") for p in ((5.0, 3.0), (-6.0, -7.0), (4.0, -8.0))}
+KNOWN = {("nashmtl", (-5.0, 2.2))} | {(m, p) for m in ("upgrad", "dualproj")
+                                      for p in ((5.0, 3.0), (-6.0, -7.0), (4.0, -8.0))}
 
 
 def _check(method: str, point: tuple[float, float]) -> None:

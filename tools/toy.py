@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
               "params": {m: toy.METHODS[m].params for m in methods},
               "runs": [{"method": r.method, "start": list(r.start), **toy.outcome(r.end)} for r in runs]}
     (args.out / "toy.json").write_text(json.dumps(record, indent=1) + "\n")
-    (args.out / "toy.md").write_text(f"{title}\n\n" + table(runs))
+    notes = "".join(f"- {m}: {toy.METHODS[m].note}\n" for m in methods if toy.METHODS[m].note)
+    (args.out / "toy.md").write_text(f"{title}\n\n{notes}\n" + table(runs))
     print(table(runs))
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -119,7 +118,11 @@ def run(method: str, start: tuple[float, float], steps: int = 100_000, lr: float
     model = ToyModel(start, scale)
     balancer = build_balancer(spec.balancer, list(TASKS), spec.params)
     opt = torch.optim.Adam([model.x], lr=lr)
-    recompute: Callable[[], dict] = lambda: {t: v.detach() for t, v in model.losses().items()}
+
+    def recompute() -> dict[str, torch.Tensor]:  # FAMO's losses after the step
+        with torch.no_grad():
+            return model.losses()
+
     points = [model.x.detach().clone()]
     for step in range(1, steps + 1):
         opt.zero_grad()

@@ -54,7 +54,7 @@ def plot_runs(runs: list[Run], path: Path, title: str, scale: float = 1.0) -> bo
 def table(runs: list[Run]) -> str:
     """Markdown: per method and start, the end point, whether it is on the Pareto set, and its
     distance to the mean-loss optimum."""
-    lines = ["| method | start | end (x1, x2) | Pareto set | distance to (0, -8.3552) |", "|---|---|---|---|---|"]
+    lines = ["| method | start | end (x1, x2) | Pareto set | distance to (0, -8.3551) |", "|---|---|---|---|---|"]
     for r in runs:
         o = outcome(r.end)
         lines.append(f"| {r.method} | ({r.start[0]:g}, {r.start[1]:g}) | ({o['end'][0]:.3f}, {o['end'][1]:.3f}) "
