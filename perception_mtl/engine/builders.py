@@ -16,6 +16,7 @@ from typing import Any, Callable
 import timm
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -135,8 +136,8 @@ BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
 
 
 def _check_bounds(cfg: DictConfig) -> None:
-    """Every number of the config finite (NaN or Inf would reach the weights), those of BOUNDS in
-    their range, and task.depth.min_depth < max_depth."""
+    """Every interpolation resolved, every number of the config finite (NaN or Inf would reach the
+    weights), those of BOUNDS in their range, and task.depth.min_depth < max_depth."""
     def walk(node: Any, key: str) -> None:
         if isinstance(node, dict):
             for k, v in node.items():
@@ -147,7 +148,11 @@ def _check_bounds(cfg: DictConfig) -> None:
         elif isinstance(node, float) and not math.isfinite(node):
             raise ConfigError(f"{key}={node} must be a finite number")
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    try:
+        values = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:  # an interpolation, ${...}, that names no key
+        raise ConfigError(f"{err.full_key}: {' '.join(str(err.msg).split())}") from err
+    walk(values, "")
     for key, (valid, words) in BOUNDS.items():
         value = OmegaConf.select(cfg, key)
         if value is not None and not valid(value):

@@ -68,8 +68,8 @@ class Backbone(nn.Module):
             return []
         levels = [info["module"] for info in self.body.feature_info.info]
         if freeze_at > len(levels):
-            raise ValueError(f"model.freeze_at={freeze_at} but {self.body.__class__.__name__} has {len(levels)} "
-                             f"feature levels ({levels}); choose 0..{len(levels)}")
+            raise ConfigError(f"model.freeze_at={freeze_at} but {self.body.__class__.__name__} has {len(levels)} "
+                              f"feature levels ({levels}); choose 0..{len(levels)}")
         children = dict(self.body.named_children())
         last = levels[freeze_at - 1]
         if last.split(".")[0] not in children:  # timm's FeatureListNet flattens "stages.0" to "stages_0"
