@@ -1,6 +1,7 @@
 """Checks of a suite file's keys (format in `suite.py`), each raising ConfigError with what is valid."""
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,12 @@ def check_types(path: Path, spec: dict, where: str, required: tuple[str, ...] = 
         if (spec.get(key) is not None or key in required) and not isinstance(spec.get(key), kind):
             names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise ConfigError(f"{path}: {key} of {where} must be a {names}, got {spec.get(key)!r}")
+    names = {"config": (r"[A-Za-z_][\w.]*", "dotted config keys, e.g. train.steps"),
+             "experiments": (r"[\w.-]+", "folder names (letters, digits, '_', '-', '.')")}
+    for key, (pattern, words) in names.items():
+        bad = [k for k in spec.get(key) or {} if not (isinstance(k, str) and re.fullmatch(pattern, k))]
+        if bad:
+            raise ConfigError(f"{path}: the keys of {key} of {where} must be {words}, got {bad!r}")
 
 
 def check_seed_plan(path: Path, seeds: dict, where: str) -> None:
