@@ -68,7 +68,8 @@ def mtl_vs_stl(records: list[dict], kind: str = "mtl") -> list[dict]:
                                           alternative="less" if up else "greater").pvalue)
             out.append({"method": method, "task": task, "metric": key, "change": float(change.mean()),
                         "std": float(change.std(ddof=1)) if len(change) > 1 else math.nan, "p": p,
-                        "seeds": len(mtl)})
+                        "seeds": len(mtl), "changes": change.tolist(),
+                        "base_changes": [relative_change(v, base.mean(), up) for v in base]})
     return out
 
 
