@@ -69,6 +69,7 @@ CRASHES = [  # override -> how tools/train.py crashed on it before builders.BOUN
     ("optim.lr=-1.0", "ValueError: Invalid learning rate: -1.0"),
     ("optim.lr=nan", "ValueError: Invalid learning rate: nan"),
     ("train.threads=-1", "RuntimeError: set_num_threads expects a positive integer"),
+    ("model.head_channels=1", "ValueError: num_channels (1) must be divisible by num_groups (8)"),
     ("model.freeze_at=8", "ValueError: model.freeze_at=8 but FeatureListNet has 5 feature levels"),
     ("data.root=${oops}", "InterpolationKeyError: Interpolation key 'oops' not found"),
 ]

@@ -117,7 +117,7 @@ BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
     "data.train_limit": (lambda v: v >= 1, ">= 1 frame, or null (all)"),
     "data.val_limit": (lambda v: v >= 1, ">= 1 frame, or null (all)"),
     "model.neck_channels": (lambda v: v >= 1, ">= 1"),
-    "model.head_channels": (lambda v: v >= 1, ">= 1"),
+    "model.head_channels": (lambda v: v >= 8 and v % 8 == 0, "a multiple of 8 (the dense heads' GroupNorm: 8 groups)"),
     "task.det.num_convs": (lambda v: v >= 0, ">= 0"),
     "task.det.topk_candidates": (lambda v: v >= 1, ">= 1"),
     "task.det.detections_per_img": (lambda v: v >= 1, ">= 1"),
