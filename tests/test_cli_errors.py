@@ -56,6 +56,8 @@ CASES = [  # tool, arguments, what the message must say
     ("show_predictions", ["--checkpoint", f"{NOWHERE}/last.pt"], "no checkpoint at"),
     ("make_video", ["--frames", "{tmp}", "--out", "{tmp}/v.mp4"], "holds no .png/.jpg/.jpeg images"),
     ("screenshot_page", [f"{NOWHERE}/p.html", "{tmp}/s.png"], "no page at"),
+    ("toy", ["--methods", "nope", "--out", "{tmp}/toy"], "unknown method(s) ['nope'], choose from"),
+    ("toy", ["--steps", "0", "--out", "{tmp}/toy"], "--steps must be >= 1"),
 ]
 
 
