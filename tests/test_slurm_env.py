@@ -14,7 +14,11 @@ TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    """No torchrun or SLURM variables (monkeypatch restores whatever env_from_slurm sets)."""
+    """No torchrun or SLURM variables; monkeypatch restores whatever env_from_slurm sets. (Its
+    delenv of an absent key records nothing, so each torchrun key is set first: teardown then
+    removes what env_from_slurm exported instead of leaking WORLD_SIZE into later tests.)"""
+    for key in TORCHRUN:
+        monkeypatch.setenv(key, "unset")
     for key in [*TORCHRUN, *[k for k in os.environ if k.startswith("SLURM_")]]:
         monkeypatch.delenv(key, raising=False)
     return monkeypatch
