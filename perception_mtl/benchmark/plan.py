@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from perception_mtl.analysis.leaderboard import REFERENCE, build_rows
-from perception_mtl.analysis.reported import reported
+from perception_mtl.analysis.reported import Reported, reported
 from perception_mtl.analysis.sequential import SeedPlan
 from perception_mtl.analysis.verdicts import duplicates, reference_differences
 from perception_mtl.benchmark.run import read_record
@@ -35,8 +35,9 @@ def planned_runs(suite: Suite, results_dir: Path) -> list[Run]:
     seeds = suite.seeds
     tune_seeds = set(seeds[:suite.spec.get("tune_seeds") or len(seeds)])
     done = {(r.label, r.seed) for r in runs if read_record(results_dir / r.folder) is not None}
-    kept = kept_points(suite, results_dir, runs, tune_seeds, done)
-    count = seed_counts(suite, results_dir, runs, plan, done) if plan else {}
+    rep = reported(results_dir) if done else None  # read once per round, for both questions
+    kept = kept_points(suite, rep, runs, tune_seeds, done)
+    count = seed_counts(suite, rep, runs, plan) if plan else {}
     wanted = []
     for run in runs:
         row = row_of(run)
@@ -50,24 +51,22 @@ def planned_runs(suite: Suite, results_dir: Path) -> list[Run]:
     return wanted
 
 
-def kept_points(suite: Suite, results_dir: Path, runs: list[Run], tune_seeds: set[int],
+def kept_points(suite: Suite, rep: Reported | None, runs: list[Run], tune_seeds: set[int],
                 done: set[tuple[str, int]]) -> dict[str, str]:
     """{tuned row: the grid point kept on val} of the rows whose tuning runs have all finished."""
     rows = {row_of(r) for r in runs if r.tune}
     finished = {row for row in rows if all((r.label, r.seed) in done for r in runs
                                            if r.tune and row_of(r) == row and r.seed in tune_seeds)}
-    if not finished or len(tune_seeds) == len(suite.seeds):
+    if not finished or rep is None or len(tune_seeds) == len(suite.seeds):
         return {}
-    records = reported(results_dir).records  # tuned groups already reduced to their kept point
-    return {r["run"]: r["chosen"] for r in records if r["run"] in finished and r.get("chosen")}
+    # the reported records have each tuned group already reduced to its kept point
+    return {r["run"]: r["chosen"] for r in rep.records if r["run"] in finished and r.get("chosen")}
 
 
-def seed_counts(suite: Suite, results_dir: Path, runs: list[Run], plan: SeedPlan,
-                done: set[tuple[str, int]]) -> dict[str, int]:
+def seed_counts(suite: Suite, rep: Reported | None, runs: list[Run], plan: SeedPlan) -> dict[str, int]:
     """{row: seeds it should have}, "*" for the reference and baselines (the most any method needs)."""
     rows = list(dict.fromkeys(row_of(r) for r in runs if r.kind in ("mtl", "tune")))
     count = {row: plan.first for row in rows}
-    rep = reported(results_dir) if done else None
     if rep and rep.records:
         built, _ = build_rows([r for r in rep.records if r["kind"] != "pair"], rep.chosen, suite.spec)
         reference = next((r for r in built if r["run"] == REFERENCE and r["delta_m_seeds"]), None)
