@@ -18,6 +18,28 @@ class _GivenFeatures(nn.Module):
         self.out_channels = out_channels
 
 
+class PositiveDistances(nn.Conv2d):
+    """torchvision's box-distance conv with FCOS's original exp output: (B, C, H, W) -> (B, 4A, H, W) > 0.
+
+    torchvision applies a ReLU to this conv's output. A side whose pre-activation goes <= 0 at every
+    location then gets no gradient and never recovers: that is how detection collapsed in some seeds
+    (the top-side distance was dead at 100% of locations). exp(x) is positive, so torchvision's ReLU
+    becomes the identity and every side keeps its gradient. The clamp (e^8 ~ 3000 strides, far beyond
+    any box) only keeps exp finite in low precision."""
+
+    MAX_LOG_DISTANCE = 8.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(super().forward(x).clamp(max=self.MAX_LOG_DISTANCE))
+
+
+def _exp_distances(conv: nn.Conv2d) -> PositiveDistances:
+    """The same conv (weights, init) with the exp output."""
+    out = PositiveDistances(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
+    out.load_state_dict(conv.state_dict())
+    return out
+
+
 class DetectionHead(nn.Module):
     """{stride: (B, C, H/s, W/s)} -> {"cls_logits": (B, A, K), "bbox_regression": (B, A, 4),
     "bbox_ctrness": (B, A, 1)} over A anchor points of the levels in `strides`."""
@@ -31,6 +53,7 @@ class DetectionHead(nn.Module):
         # torchvision's FCOS supplies head, matching, losses and post-processing; its own
         # backbone, transform and forward are never used.
         head = FCOSHead(channels, 1, num_classes, num_convs=num_convs)
+        head.regression_head.bbox_reg = _exp_distances(head.regression_head.bbox_reg)
         self.fcos = FCOS(_GivenFeatures(channels), num_classes, anchor_generator=anchors, head=head,
                          score_thresh=score_thresh, nms_thresh=nms_thresh,
                          detections_per_img=detections_per_img, topk_candidates=topk_candidates)
