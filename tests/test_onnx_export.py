@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from perception_mtl.engine.builders import build_model, build_tasks
-from perception_mtl.inference.export import export_graph
+from perception_mtl.inference.graph_export import export_graph
 from perception_mtl.inference.parity import check_parity
 from perception_mtl.inference.predictor import load_model
 from perception_mtl.inference.runtime import ExportedModel, onnx_session

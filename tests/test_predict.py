@@ -61,7 +61,7 @@ def test_video_made_from_world_frames(tiny_checkpoint, world_images, tmp_path):
 
 
 def test_onnx_graph_gives_the_same_overlays_input(tiny_checkpoint, world_images, tmp_path):
-    from perception_mtl.inference.export import export_graph
+    from perception_mtl.inference.graph_export import export_graph
     from perception_mtl.inference.frames import read_image
     from perception_mtl.inference.predictor import Predictor
 

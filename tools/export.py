@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
-from perception_mtl.inference.export import FORMATS, SUFFIX  # noqa: E402
+from perception_mtl.inference.graph_export import FORMATS, SUFFIX  # noqa: E402
 
 RAW_TOL, METRIC_TOL = 1e-4, 1e-3
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.check is not None and args.check < 1:
         p.exit(2, "error: --check needs a positive number of frames\n")
     from perception_mtl.engine.checkpoint_eval import open_checkpoint
-    from perception_mtl.inference.export import export_graph
+    from perception_mtl.inference.graph_export import export_graph
     from perception_mtl.inference.parity import check_parity
     from perception_mtl.inference.predictor import load_model
     from perception_mtl.inference.runtime import ExportedModel

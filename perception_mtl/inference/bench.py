@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from perception_mtl.inference.export import export_graph
+from perception_mtl.inference.graph_export import export_graph
 from perception_mtl.inference.runtime import ExportedModel
 
 Runner = Callable[[torch.Tensor], object]

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from perception_mtl.inference.export import NAMES_FILE
+from perception_mtl.inference.graph_export import NAMES_FILE
 from perception_mtl.inference.graph import RawOutputs, unflatten_outputs
 
 
