@@ -17,7 +17,7 @@ from perception_mtl.data.collate import collate
 from perception_mtl.data.det_classes import CLASS_SETS
 from perception_mtl.data.labels import DET_CLASSES, IGNORE
 from perception_mtl.engine.builders import ConfigError, load_config
-from perception_mtl.engine.export import PredictionWriter
+from perception_mtl.engine.prediction_files import PredictionWriter
 from perception_mtl.tasks import TASKS
 from tests.helpers import TINY_TRAIN
 

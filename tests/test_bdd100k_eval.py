@@ -16,7 +16,7 @@ from perception_mtl.data import DATASETS
 from perception_mtl.data.collate import collate
 from perception_mtl.data.det_classes import CLASS_SETS
 from perception_mtl.engine.builders import load_config
-from perception_mtl.engine.export import PredictionWriter
+from perception_mtl.engine.prediction_files import PredictionWriter
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.det_bdd100k import FILE
 from tests.helpers import TINY_TRAIN, tool_main

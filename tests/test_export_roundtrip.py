@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from perception_mtl.data.cityscapes import CityscapesDataset
 from perception_mtl.data.collate import collate
 from perception_mtl.engine.builders import load_config
-from perception_mtl.engine.export import PredictionWriter
+from perception_mtl.engine.prediction_files import PredictionWriter
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.depth import DepthMetric, depth_errors
 from perception_mtl.tasks.det import DetectionMetric

@@ -20,7 +20,7 @@ from perception_mtl.data.world.camera import Camera
 from perception_mtl.data.world.generate import WorldSpec, render_frame
 from perception_mtl.data.world.render import camera_normals
 from perception_mtl.engine.evaluator import evaluate_parts
-from perception_mtl.engine.export import PredictionWriter
+from perception_mtl.engine.prediction_files import PredictionWriter
 from perception_mtl.engine.trainer import Trainer
 from perception_mtl.metric_key import MetricKey
 from perception_mtl.tasks import TASKS

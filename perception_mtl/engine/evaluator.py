@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from perception_mtl import distributed
 from perception_mtl.data.collate import move_batch
-from perception_mtl.engine.export import PredictionWriter
+from perception_mtl.engine.prediction_files import PredictionWriter
 from perception_mtl.metric_key import MetricKey
 from perception_mtl.tasks.base import Task
 

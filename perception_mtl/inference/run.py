@@ -13,7 +13,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from perception_mtl.data.det_classes import det_classes
-from perception_mtl.engine.export import PredictionWriter
+from perception_mtl.engine.prediction_files import PredictionWriter
 from perception_mtl.inference.frames import FrameSource, write_video
 from perception_mtl.inference.overlay import overlay
 from perception_mtl.inference.predictor import Predictor
