@@ -356,6 +356,13 @@ def test_link(page: Path, target: str) -> None:
         assert anchor in anchors(file), f"{page.name}: no heading #{anchor} in {file.relative_to(ROOT)}"
 
 
+def test_readme_maps_every_page() -> None:
+    """The README's map of the docs names every page under docs/."""
+    linked = {(ROOT / target).resolve() for page, target in LINKS if page.name == "README.md"}
+    unmapped = [p.name for p in PAGES[1:] if p.resolve() not in linked]
+    assert not unmapped, f"add these pages to the README's 'Where to go': {unmapped}"
+
+
 SUBPACKAGES = {p.name for p in (ROOT / "perception_mtl").rglob("*") if p.is_dir() and p.name != "__pycache__"}
 
 
@@ -374,7 +381,10 @@ def named_paths(page: Path) -> list[str]:
 
 def exists(name: str, modules: list[str]) -> bool:
     """A path from the repository root or, for a module, from a subpackage; `tests/helpers.Name`
-    names an attribute of tests/helpers.py."""
+    names an attribute of tests/helpers.py, `tests/test_x.py::test_y` a test function."""
+    if "::" in name:
+        file, _, function = name.partition("::")
+        return (ROOT / file).is_file() and re.search(rf"^def {function}\b", (ROOT / file).read_text(), re.M) is not None
     for candidate in (name.rstrip("/"), re.sub(r"\.[A-Za-z_]\w*$", ".py", name)):
         if (ROOT / candidate).exists() or any(m.endswith("/" + candidate) for m in modules):
             return True
@@ -396,3 +406,4 @@ def test_named_paths_are_found() -> None:
     assert {"perception_mtl/engine/builders.py", "tests/test_layers.py"} <= names
     assert any(n.split("/")[0] in SUBPACKAGES for n in names)
     assert not exists("engine/no_such_module.py", ["perception_mtl/engine/trainer.py"])
+    assert not exists("tests/test_docs.py::test_no_such_test", [])
