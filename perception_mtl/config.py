@@ -1,22 +1,25 @@
 """Typed configuration: dataclass schema and OmegaConf merge (defaults <- file <- key=value).
 
-Every key a user may set is declared here; `merge_config` rejects unknown keys and values of the
-wrong type, with a message that lists what is valid. A leaf of the package: the checks that need
-the registries (tasks, datasets, balancers, ...) or timm are `engine/builders.py`'s `check`, and
-`engine.builders.load_config` is `merge_config` followed by them: load configs through it.
+Every key a user may set is declared here, except a task's own keys (`task.<name>.*`): a task
+declares them as a dataclass (`Task.Config`), which registering it publishes to `TASK_CONFIGS`,
+and the schema (`structured`, `schema`) has one section per published task. `merge_config` rejects
+unknown keys and values of the wrong type, with a message that lists what is valid. A leaf of the
+package: the checks that need the registries (tasks, datasets, balancers, ...) or timm are
+`engine/builders.py`'s `check`, and `engine.builders.load_config` is `merge_config` followed by them
+(importing it registers every task): load configs through it.
 """
 from __future__ import annotations
 
+import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass, make_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from perception_mtl.config_hints import unknown_key, wrong_type
-
+from perception_mtl.config_hints import schema_type, unknown_key, wrong_type
 from perception_mtl.errors import ConfigError
 
 
@@ -78,34 +81,19 @@ class ModelConfig:
 
 
 @dataclass
-class DetConfig:
-    strides: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
-    num_convs: int = 2  # conv layers per FCOS branch (torchvision's default is 4)
-    score_thresh: float = 0.05
-    nms_thresh: float = 0.6
-    detections_per_img: int = 100
-    topk_candidates: int = 1000
-
-
-@dataclass
-class DepthConfig:
-    max_depth: float = 80.0
-    min_depth: float = 0.5
-    variance_focus: float = 0.85  # lambda of the scale-invariant log loss
-    decoder: str = "light"  # dense head, as task.seg.decoder
-
-
-@dataclass
-class SegConfig:
-    decoder: str = "light"  # dense head: "light" (heads/dense.py) | smp's "fpn" | "deeplabv3plus" | "unet"
-    loss: str = "ce"  # terms joined by "+": ce | dice | lovasz | focal (smp.losses), e.g. "ce+dice"
-
-
-@dataclass
 class TasksConfig:
-    det: DetConfig = field(default_factory=DetConfig)
-    seg: SegConfig = field(default_factory=SegConfig)
-    depth: DepthConfig = field(default_factory=DepthConfig)
+    """`task.<name>`: one section per task that declares keys (`Task.Config`); `structured` adds
+    them from TASK_CONFIGS, so the class itself has none."""
+
+
+# task -> the dataclass of its keys; tasks/registry.py publishes a task's `Config` when it registers
+TASK_CONFIGS: dict[str, type] = {}
+
+
+def publish_task_config(task: str, keys: type) -> None:
+    """Make `keys` (a dataclass) the schema of `task.<task>`."""
+    if TASK_CONFIGS.setdefault(task, keys) is not keys:
+        raise ValueError(f"task '{task}' already has the config section {TASK_CONFIGS[task].__qualname__}")
 
 
 @dataclass
@@ -178,6 +166,33 @@ class Config:
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
 
+def structured() -> DictConfig:
+    """The schema as a config at its defaults, with a `task.<name>` section per published task
+    (each typed by its dataclass, so an unknown key or a wrong type there is refused too)."""
+    cfg = OmegaConf.structured(Config)
+    with open_dict(cfg.task):
+        for task, keys in sorted(TASK_CONFIGS.items()):
+            cfg.task[task] = OmegaConf.structured(keys)
+    return cfg
+
+
+def schema() -> type:
+    """The schema as one dataclass type, the published task sections in `task` (for the error
+    messages, which list valid keys and name declared types; configs are typed by `structured`)."""
+    sections = make_dataclass("TasksConfig",
+                              [(t, k, field(default_factory=k)) for t, k in sorted(TASK_CONFIGS.items())])
+    return make_dataclass("Config", [("task", sections, field(default_factory=sections))], bases=(Config,))
+
+
+def check_choice(key: str, value: Any, valid: list) -> None:
+    """A ConfigError naming `key`, `value` and the valid values (and the closest one) unless
+    `value` is one of `valid`."""
+    if value not in valid:
+        close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1, cutoff=0.8)
+        raise ConfigError(f"{key}={value!r} is not valid{f' (did you mean {close[0]}?)' if close else ''}; "
+                          f"choose from {valid}")
+
+
 def _valid_keys(node: Any, prefix: str = "") -> list[str]:
     if not isinstance(node, DictConfig):
         return [prefix]
@@ -232,20 +247,29 @@ def _load_yaml(path: str | Path) -> DictConfig:
 
 
 def _merge(sources: list[tuple[str, Any]]) -> DictConfig:
-    cfg = OmegaConf.structured(Config)
+    cfg = structured()
     for name, source in sources:
         try:
             cfg = OmegaConf.merge(cfg, source)
         except ConfigKeyError as err:
-            raise ConfigError(f"{name}: {unknown_key(Config, err.full_key)}") from err
+            raise ConfigError(f"{name}: {unknown_key(schema(), err.full_key)}") from err
         except ValidationError as err:  # a value of the wrong type: name the key, the value, the type
-            key = err.full_key or next((str(k) for k in source if not isinstance(source[k], DictConfig)), "?")
+            key = err.full_key or _culprit(source)
             value = OmegaConf.select(source, re.sub(r"\[\d+\]$", "", key), throw_on_missing=False)
             value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-            raise ConfigError(f"{name}: {wrong_type(Config, key, value, str(err.msg).splitlines()[0])}") from err
+            raise ConfigError(f"{name}: {wrong_type(schema(), key, value, str(err.msg).splitlines()[0])}") from err
         except OmegaConfBaseException as err:
             raise ConfigError(f"{name}: bad value for '{getattr(err, 'full_key', '?')}': {err.msg}") from err
         except (TypeError, ValueError) as err:  # e.g. a mapping where the schema has a list
             raise ConfigError(f"{name}: a value has the wrong shape ({err}); see the key's type in "
-                              "perception_mtl/config.py") from err
+                              "perception_mtl/config.py (task.<name>.*: the task's Config)") from err
     return cfg
+
+
+def _culprit(source: Any) -> str:
+    """The key a ValidationError that names none is about: OmegaConf leaves it out for a value
+    where the schema has a section (`task.det=3`), so the first such key of `source`, else its
+    first key."""
+    keys = [k for k in _valid_keys(source) if k] if isinstance(source, DictConfig) else []
+    sections = [k for k in keys if is_dataclass(schema_type(schema(), k))]
+    return (sections or keys or ["?"])[0]

@@ -20,14 +20,14 @@ from omegaconf import OmegaConf
 
 from perception_mtl.benchmark.suite import Suite
 from perception_mtl.benchmark.suite_checks import KEYS as SUITE_KEYS
-from perception_mtl.config import Config, ConfigError, _valid_keys
+from perception_mtl.config import ConfigError, _valid_keys, structured
 from perception_mtl.engine.builders import load_config
 
 from fuzzing import JSON, ends_well, examples, mutations
 from helpers import TINY_TRAIN, tool_main
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = OmegaConf.structured(Config)
+SCHEMA = structured()
 NUMERIC = [k for k in _valid_keys(SCHEMA) if type(OmegaConf.select(SCHEMA, k)) in (int, float)
            or OmegaConf.select(SCHEMA, k) is None and k.endswith(("_limit", "threads"))]
 BAD_NUMBERS = st.one_of(st.sampled_from(["-1", "0", "-0.5", "0.5", "2", "nan", "inf", "-inf", "1e-12", "abc", "[1]",

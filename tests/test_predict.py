@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from helpers import tool_main
@@ -116,3 +117,41 @@ def test_error_maps():
     assert fraction == pytest.approx(1 / 3) and tuple(rgb[0, 1]) == (255, 40, 40) and tuple(rgb[1, 0]) == (0, 0, 0)
     err = abs_rel_map(np.array([[10.0, 5.0], [3.0, 1.0]]), np.array([[8.0, 0.0], [3.0, 100.0]]), 0.5, 80.0)
     assert err[0, 0] == pytest.approx(0.25) and err[1, 0] == 0 and err.mask.tolist() == [[False, True], [False, True]]
+
+
+def _render(draw) -> np.ndarray:
+    """What `draw(ax)` leaves on one axis of a fixed-size figure, as RGB."""
+    import matplotlib.pyplot as plt
+
+    from perception_mtl.inference.overlay import figure_to_rgb
+
+    fig, ax = plt.subplots(figsize=(4, 2.4), dpi=100)
+    draw(ax)
+    ax.set_title("")  # the panels are compared without their titles
+    return figure_to_rgb(fig)
+
+
+def test_every_registered_task_draws_its_own_panel(world_images):
+    """Each task's `draw` puts its prediction on its panel (the panel differs from the bare image),
+    and `overlay` gives every task with a prediction a panel of its own."""
+    from perception_mtl.engine.builders import build_model, build_tasks, load_config
+    from perception_mtl.engine.evaluator import predict_batch
+    from perception_mtl.inference.overlay import overlay
+    from perception_mtl.tasks import TASKS
+    from perception_mtl.visualize import image_panel
+
+    torch.manual_seed(0)
+    cfg = load_config(None, ["model.backbone=test_resnet", "model.weights=null", "data.size=[64,128]",
+                             f"tasks=[{','.join(TASKS.names())}]", "task.det.score_thresh=0.0"], defaults=None)
+    tasks = build_tasks(cfg)
+    model = build_model(cfg, tasks).eval()
+    image = np.array(Image.open(world_images[0]).convert("RGB"))
+    frame = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    preds = {t: p[0] for t, p in predict_batch(model, tasks, frame, (64, 128)).items()}
+    bare = _render(lambda ax: image_panel(ax, image, ""))
+    for name, task in tasks.items():
+        drawn = _render(lambda ax: task.draw(ax, image, preds[name], 0.0))
+        assert (np.abs(drawn.astype(int) - bare).max(-1) > 40).mean() > 0.01, name
+    widths = {n: overlay(image, preds, {t: tasks[t] for t in list(tasks)[:n]}, dpi=50).shape[1] for n in (1, 2, len(tasks))}
+    assert widths[1] < widths[2] < widths[len(tasks)]
+    assert widths[len(tasks)] == pytest.approx(widths[1] + (len(tasks) - 1) * (widths[2] - widths[1]), abs=len(tasks))

@@ -3,10 +3,11 @@
     python tools/predict.py --checkpoint runs/default/best.pt --input PATH --out DIR [--raw] [--onnx F]
 
 PATH is one image, a folder of JPG/PNG images of any size, or a video file (OpenCV). Writes
-DIR/overlays/<frame>.png (boxes with class and score, segmentation blended over the image,
-depth colour-mapped with a colour bar in metres), DIR/<video>_overlay.mp4 for a video, and with
---raw DIR/raw/ in the formats of `tools/evaluate.py --save-predictions`. Input size and
-normalisation come from the checkpoint's config; no ground truth is needed.
+DIR/overlays/<frame>.png (one panel per task of the checkpoint, each drawn by its task: boxes with
+class and score, segmentation blended over the image, depth with a colour bar in metres, normals,
+edges, drivable area, centre heatmaps, ...), DIR/<video>_overlay.mp4 for a video, and with --raw
+DIR/raw/ in the formats of `tools/evaluate.py --save-predictions`. Input size and normalisation
+come from the checkpoint's config; no ground truth is needed.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--raw", action="store_true", help="also write raw predictions (evaluate.py's formats)")
     p.add_argument("--onnx", metavar="F", help="run this graph (tools/export.py of the same checkpoint) "
                    "with ONNX Runtime (.onnx) or torch.export (.pt2) instead of the PyTorch model")
-    p.add_argument("--score-thresh", type=float, default=0.4, help="draw boxes scoring at least this")
+    p.add_argument("--score-thresh", type=float, default=0.4,
+                   help="draw scored outputs (boxes, centre peaks) scoring at least this")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the run's config (e.g. train.device=cpu)")
     args = p.parse_args(argv)
     if args.onnx is not None and not Path(args.onnx).is_file():

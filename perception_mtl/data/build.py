@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from perception_mtl import distributed
 from perception_mtl.data.collate import collate
+from perception_mtl.data.derived import open_dataset
 from perception_mtl.data.partial import Concat, LabelView, drop_labels, fraction_of, label_counts
-from perception_mtl.data.registry import DATASETS
 
 
 @dataclass
@@ -46,7 +46,7 @@ def parts(cfg: DictConfig) -> list[Part]:
 def train_set(cfg: DictConfig) -> tuple[Dataset, torch.Tensor | None]:
     """-> (the training frames, per-frame sampling weights (N,) or None for uniform)."""
     found = parts(cfg)
-    sets = [DATASETS.get(p.dataset)(p.root, "train", p.tasks, p.data, True) for p in found]
+    sets = [open_dataset(p.dataset, p.root, "train", p.tasks, p.data, True) for p in found]
     dataset = Concat(sets) if len(sets) > 1 else sets[0]
     weights = None
     if len(sets) > 1:
@@ -97,7 +97,7 @@ def val_loaders(cfg: DictConfig, split: str = "val", limit: int | None = None) -
     N-th frame under torchrun (the metrics sync in compute())."""
     loaders = {}
     for part in parts(cfg):
-        ds: Dataset = DATASETS.get(part.dataset)(part.root, split, part.tasks, part.data, False)
+        ds: Dataset = open_dataset(part.dataset, part.root, split, part.tasks, part.data, False)
         if limit is not None:
             ds = torch.utils.data.Subset(ds, first_of_each_label_set(ds, limit))
         if distributed.active():

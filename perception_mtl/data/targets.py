@@ -38,10 +38,12 @@ class LabelFiles:
 TARGETS: dict[str, Target] = {}        # sample key -> Target
 TASK_TARGETS: dict[str, tuple[str, ...]] = {}  # task -> the sample keys holding its labels
 LABEL_FILES: dict[str, LabelFiles] = {}        # task -> its extra label folder
+READS: dict[str, str] = {}  # task -> the task whose labels a loader loads for it (data/derived.py)
 
 
-def publish(task: str, targets: dict[str, Target], files: LabelFiles | None) -> None:
-    """Record task `task`'s targets (a key two tasks share must be declared alike) and files."""
+def publish(task: str, targets: dict[str, Target], files: LabelFiles | None, reads: str | None = None) -> None:
+    """Record task `task`'s targets (a key two tasks share must be declared alike), files and
+    the task whose labels it reads."""
     for key, target in targets.items():
         if TARGETS.setdefault(key, target) != target:
             raise ValueError(f"task '{task}' declares sample key '{key}' as {target}, "
@@ -49,6 +51,8 @@ def publish(task: str, targets: dict[str, Target], files: LabelFiles | None) -> 
     TASK_TARGETS[task] = tuple(targets)
     if files is not None:
         LABEL_FILES[task] = files
+    if reads is not None:
+        READS[task] = reads
 
 
 def target(key: str) -> Target:

@@ -6,7 +6,6 @@ balancer its name, tasks and parameters; config.py is the schema and the merge o
 """
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -23,17 +22,15 @@ from torch.utils.data import DataLoader, Dataset
 from perception_mtl import models
 from perception_mtl.balancing import BALANCERS, build_balancer as balancer_by_name
 from perception_mtl.balancing.base import Balancer
-from perception_mtl.config import ConfigError, DEFAULTS, merge_config
+from perception_mtl.config import ConfigError, DEFAULTS, check_choice as choice, merge_config
 from perception_mtl.data import DATASETS
 from perception_mtl.data.build import train_set, val_loaders
 from perception_mtl.data.det_classes import class_set
 from perception_mtl.engine.schedule import SCHEDULES
 from perception_mtl.models import SHARING
-from perception_mtl.models.heads.decoders import DECODERS
 from perception_mtl.models.weights import PACKAGED
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task
-from perception_mtl.tasks.seg_losses import seg_loss_terms
 
 
 def load_config(file: str | Path | None = None, overrides: list[str] | None = None,
@@ -48,14 +45,8 @@ def load_config(file: str | Path | None = None, overrides: list[str] | None = No
 def check(cfg: DictConfig) -> None:
     """Raise a ConfigError, naming the key and what is valid, for a value the schema's types admit
     but the run cannot use: a name no registry holds, balancer parameters the method refuses, a
-    backbone timm does not know, bounds and combinations."""
-
-    def choice(key: str, value: Any, valid: list) -> None:
-        if value not in valid:
-            close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1, cutoff=0.8)
-            raise ConfigError(f"{key}={value!r} is not valid{f' (did you mean {close[0]}?)' if close else ''}; "
-                              f"choose from {valid}")
-
+    backbone timm does not know, bounds and combinations; each task checks its own section
+    (`Task.check_config`)."""
     for task in cfg.tasks:
         choice("tasks", task, TASKS.names())
     if not cfg.tasks:
@@ -72,16 +63,6 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"balancer.params.space=representation needs one representation shared by all tasks; "
                           f"model.sharing={cfg.model.sharing} has none: use balancer.params.space=parameter")
     choice("data.seg_classes", cfg.data.seg_classes, [7, 19])
-    choice("task.seg.decoder", cfg.task.seg.decoder, list(DECODERS))
-    choice("task.depth.decoder", cfg.task.depth.decoder, list(DECODERS))
-    for task in ("seg", "depth"):
-        if cfg.task[task].decoder == "deeplabv3plus" and cfg.train.batch_size < 2:
-            raise ConfigError(f"task.{task}.decoder=deeplabv3plus needs train.batch_size >= 2 (BatchNorm after ASPP's "
-                              f"image pooling), got {cfg.train.batch_size}; use another decoder or a larger batch")
-    try:
-        seg_loss_terms(cfg.task.seg.loss)
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
     choice("train.nonfinite", cfg.train.nonfinite, ["stop", "skip"])
     for task, factor in cfg.train.loss_scale.items():
         choice("train.loss_scale", task, TASKS.names())  # a task the run does not train is ignored
@@ -94,7 +75,7 @@ def check(cfg: DictConfig) -> None:
         choice("aux_tasks", task, list(cfg.tasks))
     if cfg.aux_tasks and set(cfg.aux_tasks) == set(cfg.tasks):
         raise ConfigError(f"aux_tasks={list(cfg.aux_tasks)} leaves no main task; list fewer auxiliary tasks")
-    _check_data(cfg, choice)
+    _check_data(cfg)
     if not 0 < cfg.data.train_fraction <= 1:
         raise ConfigError(f"data.train_fraction={cfg.data.train_fraction} must be in (0, 1]")
     choice("wandb.mode", cfg.wandb.mode, [None, "online", "offline", "disabled"])
@@ -103,12 +84,15 @@ def check(cfg: DictConfig) -> None:
     for key in ("steps", "batch_size", "eval_every", "log_every", "checkpoint_every"):
         if cfg.train[key] < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {cfg.train[key]}")
-    _check_model(cfg, choice)
+    _check_model(cfg)
     _check_bounds(cfg)
+    for name in TASKS.names():
+        TASKS.get(name).check_config(cfg)
 
 
 # numeric settings the schema's types admit at values no run can use (found by tests/test_fuzz_config.py):
-# key -> (test, the valid range in words); null (an Optional's "none") passes
+# key -> (test, the valid range in words); null (an Optional's "none") passes. A task's own keys
+# declare theirs on its `Config` (tasks/base.py's `bounded`).
 BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
     "data.min_box_size": (lambda v: v >= 1, ">= 1 (torchvision's SanitizeBoundingBoxes)"),
     "data.hflip": (lambda v: 0 <= v <= 1, "in [0, 1] (a probability)"),
@@ -118,11 +102,6 @@ BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
     "data.val_limit": (lambda v: v >= 1, ">= 1 frame, or null (all)"),
     "model.neck_channels": (lambda v: v >= 1, ">= 1"),
     "model.head_channels": (lambda v: v >= 8 and v % 8 == 0, "a multiple of 8 (the dense heads' GroupNorm: 8 groups)"),
-    "task.det.num_convs": (lambda v: v >= 0, ">= 0"),
-    "task.det.topk_candidates": (lambda v: v >= 1, ">= 1"),
-    "task.det.detections_per_img": (lambda v: v >= 1, ">= 1"),
-    "task.depth.min_depth": (lambda v: v > 0, "> 0 (the loss takes its log)"),
-    "task.depth.variance_focus": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "optim.lr": (lambda v: v > 0, "> 0"),
     "optim.weight_decay": (lambda v: v >= 0, ">= 0"),
     "optim.warmup_steps": (lambda v: v >= 0, ">= 0"),
@@ -137,7 +116,7 @@ BOUNDS: dict[str, tuple[Callable[[float], bool], str]] = {
 
 def _check_bounds(cfg: DictConfig) -> None:
     """Every interpolation resolved, every number of the config finite (NaN or Inf would reach the
-    weights), those of BOUNDS in their range, and task.depth.min_depth < max_depth."""
+    weights) and those of BOUNDS in their range."""
     def walk(node: Any, key: str) -> None:
         if isinstance(node, dict):
             for k, v in node.items():
@@ -157,12 +136,9 @@ def _check_bounds(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and not valid(value):
             raise ConfigError(f"{key}={value} must be {words}")
-    if not cfg.task.depth.min_depth < cfg.task.depth.max_depth:
-        raise ConfigError(f"task.depth.min_depth={cfg.task.depth.min_depth} must be below task.depth.max_depth="
-                          f"{cfg.task.depth.max_depth}")
 
 
-def _check_data(cfg: DictConfig, choice: Callable[[str, Any, list], None]) -> None:
+def _check_data(cfg: DictConfig) -> None:
     """Checks of `data.dataset`, `data.mix`, `data.drop_labels` and the loader options."""
     choice("data.dataset", cfg.data.dataset, DATASETS.names())
     choice("data.on_bad_label", cfg.data.on_bad_label, ["error", "skip"])
@@ -192,7 +168,7 @@ def _check_data(cfg: DictConfig, choice: Callable[[str, Any, list], None]) -> No
     class_set(cfg)  # data.det_classes: one detection class set that every dataset with det labels
 
 
-def _check_model(cfg: DictConfig, choice: Callable[[str, Any, list], None]) -> None:
+def _check_model(cfg: DictConfig) -> None:
     """Checks of the backbone, its weights and freezing."""
     if not timm.is_model(cfg.model.backbone):
         raise ConfigError(f"model.backbone={cfg.model.backbone!r} is not a timm model; "

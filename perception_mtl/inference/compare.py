@@ -12,8 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from perception_mtl.data.labels import DET_CLASSES, IGNORE  # noqa: E402
-from perception_mtl.inference.overlay import show_depth  # noqa: E402
-from perception_mtl.visualize import colorize_semantic, draw_boxes  # noqa: E402
+from perception_mtl.visualize import colorize_semantic, draw_boxes, show_depth  # noqa: E402
 
 ABS_REL_MAX = 0.5  # the top of the error colour bar
 

@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from perception_mtl.data.det_classes import det_classes
 from perception_mtl.engine.prediction_files import PredictionWriter
 from perception_mtl.inference.frames import FrameSource, write_video
 from perception_mtl.inference.overlay import overlay
@@ -32,8 +31,6 @@ def predict_frames(predictor: Predictor, source: FrameSource, out_dir: str | Pat
     `writer`); returns {"frames": count, "video": path of the annotated video or ""}."""
     out = Path(out_dir)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
-    cfg = predictor.cfg
-    names = det_classes(cfg)
     count = 0
 
     def overlays() -> Iterator[np.ndarray]:
@@ -46,8 +43,7 @@ def predict_frames(predictor: Predictor, source: FrameSource, out_dir: str | Pat
                 has = {t: torch.ones(1, dtype=torch.bool) for t in preds}
                 writer.add({"image": image, "frame": [name], "has": has},
                            {t: [p] if isinstance(p, dict) else p[None] for t, p in preds.items()})  # a batch of one
-            picture = overlay(rgb, preds, cfg.data.seg_classes, cfg.task.depth.max_depth, score_thresh, name,
-                              det_names=names)
+            picture = overlay(rgb, preds, predictor.tasks, score_thresh, name)
             Image.fromarray(picture).save(out / "overlays" / f"{name}.png")
             count += 1
             yield picture

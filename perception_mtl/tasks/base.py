@@ -1,18 +1,23 @@
 """The task interface: a head builder, a loss, post-processing and a metric, bundled by name,
 and every per-task fact the rest of the code reads (targets, metric directions, primary metric,
-loss form, extra label files, export and picture hooks). A new task is one file."""
+loss form, extra label files, its config keys and their checks, its drawing, export and picture
+hooks). A new task is one file."""
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from omegaconf import DictConfig
 from torch import nn
 from torchmetrics import Metric
 
 from perception_mtl.data.targets import LabelFiles, Target
+from perception_mtl.errors import ConfigError
 
 LOSS_FORMS = ("classification", "regression")
 
@@ -29,6 +34,8 @@ class Task(ABC):
     loss_form: str = ""  # "classification" | "regression": its factor in uncertainty weighting
     targets: dict[str, Target] = {}  # sample key -> how it is batched (data/targets.py)
     files: LabelFiles | None = None  # an extra Cityscapes-style label folder the loader reads
+    reads: str | None = None  # the task whose labels a loader loads for this one (its targets derive from them)
+    Config: ClassVar[type | None] = None  # dataclass of its keys `task.<name>.*` with defaults; None: no keys
 
     @classmethod
     def check_spec(cls) -> None:
@@ -41,6 +48,27 @@ class Task(ABC):
         for m in cls.key_metrics:
             if m not in cls.directions:
                 raise ValueError(f"task '{cls.name}': key metric '{m}' is not in directions")
+        if cls.Config is not None and not dataclasses.is_dataclass(cls.Config):
+            raise ValueError(f"task '{cls.name}': Config must be a dataclass (its keys task.{cls.name}.*)")
+        if cls.reads == cls.name:
+            raise ValueError(f"task '{cls.name}' reads its own labels: leave `reads` None")
+
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        """Raise a ConfigError for a value of `task.<name>` that its type admits but the task cannot
+        use: here the ranges its `Config` declares with `bounded`; a task with more checks (names,
+        combinations with other keys) extends this. `engine.builders.check` calls it for every
+        registered task (every config has every section), once interpolations resolve and numbers
+        are finite."""
+        if cls.Config is None:
+            return
+        section = cfg.task[cls.name]
+        for key in dataclasses.fields(cls.Config):
+            if "valid" in key.metadata:
+                valid, words = key.metadata["valid"]
+                value = section[key.name]
+                if value is not None and not valid(value):
+                    raise ConfigError(f"task.{cls.name}.{key.name}={value} must be {words}")
 
     @classmethod
     def dashboard_metrics(cls) -> tuple[str, ...]:
@@ -72,6 +100,13 @@ class Task(ABC):
         """Add labelled samples' predictions to `metric`."""
         ...
 
+    @abstractmethod
+    def draw(self, ax: Axes, image: np.ndarray, prediction, min_score: float) -> None:
+        """Draw one frame's prediction (as `predict` gives it for one sample, at the frame's size)
+        on its own panel `ax`, over `image` (H, W, 3) uint8 or beside it, with a short title;
+        `min_score`: the least confidence drawn, for a task whose outputs are scored."""
+        ...
+
     def exporter(self, out: Path) -> "Exporter | None":
         """Writes predictions in the format outside evaluators read (`--save-predictions`);
         None for a task without one."""
@@ -86,6 +121,12 @@ class Task(ABC):
         """One sample's prediction as an RGB picture (H, W, 3) uint8 for dashboards, when it is
         not drawn over the image (as masks and boxes are); None otherwise."""
         return None
+
+
+def bounded(default: Any, valid: Callable[[Any], bool], words: str) -> Any:
+    """A field of a task's `Config` whose value must pass `valid` (null passes); `words` says the
+    range in the error, e.g. ">= 1". `Task.check_config` checks it."""
+    return dataclasses.field(default=default, metadata={"valid": (valid, words)})
 
 
 class Exporter(ABC):

@@ -8,20 +8,25 @@ so the prediction stays metric.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.axes import Axes
+from omegaconf import DictConfig
 from torch import nn
 from torchmetrics import Metric
 
 from perception_mtl.data.files import write_png
 from perception_mtl.data.targets import Target
+from perception_mtl.errors import ConfigError
 from perception_mtl.models.heads.decoders import build_dense_head
-from perception_mtl.tasks.base import Exporter, Task, labelled
+from perception_mtl.tasks.base import Exporter, Task, bounded, labelled
+from perception_mtl.tasks.decoder_key import check_decoder
 from perception_mtl.tasks.registry import TASKS
-from perception_mtl.visualize import colorize_depth
+from perception_mtl.visualize import colorize_depth, show_depth
 
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
 
@@ -75,6 +80,21 @@ class DepthTask(Task):
                   "delta1": True, "delta2": True, "delta3": True}
     INIT_DEPTH = 10.0  # metres: the head's output 0 means this depth
 
+    @dataclass
+    class Config:
+        max_depth: float = 80.0
+        min_depth: float = bounded(0.5, lambda v: v > 0, "> 0 (the loss takes its log)")
+        variance_focus: float = bounded(0.85, lambda v: 0 <= v <= 1, "in [0, 1]")  # lambda of the loss
+        decoder: str = "light"  # dense head, as task.seg.decoder
+
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        super().check_config(cfg)
+        check_decoder(cfg, cls.name)
+        c = cfg.task.depth
+        if not c.min_depth < c.max_depth:
+            raise ConfigError(f"task.depth.min_depth={c.min_depth} must be below task.depth.max_depth={c.max_depth}")
+
     def build_head(self, channels: int, strides: list[int]) -> nn.Module:
         return build_dense_head(self.cfg.task.depth.decoder, channels, strides, 1, self.cfg.model.head_channels)
 
@@ -111,6 +131,12 @@ class DepthTask(Task):
 
     def picture(self, prediction: torch.Tensor) -> np.ndarray:
         return colorize_depth(prediction.numpy())
+
+    def draw(self, ax: Axes, image: np.ndarray, prediction: torch.Tensor, min_score: float) -> None:
+        """Depth colour-mapped up to task.depth.max_depth, with a colour bar in metres."""
+        show_depth(ax, prediction.numpy(), self.cfg.task.depth.max_depth)
+        ax.set_axis_off()
+        ax.set_title("depth", fontsize=7)
 
 
 class DepthPngs(Exporter):

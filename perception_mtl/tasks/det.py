@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from matplotlib.axes import Axes
 from pycocotools.cocoeval import Params
 from torch import nn
 from torchmetrics import Metric
@@ -14,9 +17,10 @@ from perception_mtl.data.det_classes import CLASS_SETS, COCO_IDS, class_set
 from perception_mtl.data.targets import Target
 from perception_mtl.distributed import gather_objects
 from perception_mtl.models.heads.detection import DetectionHead
-from perception_mtl.tasks.base import Exporter, Exporters, Task, labelled
+from perception_mtl.tasks.base import Exporter, Exporters, Task, bounded, labelled
 from perception_mtl.tasks.det_bdd100k import Bdd100kFrames
 from perception_mtl.tasks.registry import TASKS
+from perception_mtl.visualize import draw_boxes, image_panel
 
 
 class DetectionMetric(Metric):
@@ -63,6 +67,15 @@ class DetectionTask(Task):
     targets = {"boxes": Target(torch.float32, None, (4,)), "labels": Target(torch.int64), "iscrowd": Target(torch.bool)}
     directions = {"mAP": True, "mAP50": True}
 
+    @dataclass
+    class Config:
+        strides: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
+        num_convs: int = bounded(2, lambda v: v >= 0, ">= 0")  # conv layers per FCOS branch (torchvision's: 4)
+        score_thresh: float = 0.05
+        nms_thresh: float = 0.6
+        detections_per_img: int = bounded(100, lambda v: v >= 1, ">= 1")
+        topk_candidates: int = bounded(1000, lambda v: v >= 1, ">= 1")
+
     def __init__(self, cfg):
         super().__init__(cfg)
         self.class_set = class_set(cfg)  # data.det_classes, or the datasets' own (data/det_classes.py)
@@ -99,6 +112,12 @@ class DetectionTask(Task):
         targets = [{"boxes": batch["boxes"][i], "labels": batch["labels"][i],
                     "iscrowd": batch["iscrowd"][i].long()} for i in idx]
         metric.update([predictions[i] for i in idx], targets)
+
+    def draw(self, ax: Axes, image: np.ndarray, prediction: dict, min_score: float) -> None:
+        """The boxes scoring at least `min_score` over the image, with class and score."""
+        keep = prediction["scores"] >= min_score
+        image_panel(ax, image, f"detections (score >= {min_score:g})")
+        draw_boxes(ax, *(prediction[k][keep] for k in ("boxes", "labels", "scores")), self.classes)
 
     def overlay(self, prediction: dict, batch: dict, i: int, min_score: float = 0.3) -> dict:
         boxes = [{"position": {"minX": float(b[0]), "minY": float(b[1]), "maxX": float(b[2]), "maxY": float(b[3])},

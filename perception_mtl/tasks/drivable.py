@@ -3,8 +3,10 @@ YOLOP's drivable-area head; cross-entropy (255 ignored), mIoU over the 3 classes
 the two drivable classes."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.axes import Axes
 from torch import nn
 from torchmetrics import Metric
 
@@ -14,8 +16,10 @@ from perception_mtl.models.heads.dense import DenseHead
 from perception_mtl.tasks.base import Task, labelled
 from perception_mtl.tasks.registry import TASKS
 from perception_mtl.tasks.seg import ConfusionMetric
+from perception_mtl.visualize import blend, image_panel
 
 CLASSES = ("direct", "alternative", "background")
+COLOURS = np.array([(220, 40, 40), (40, 90, 230), (0, 0, 0)], np.uint8)  # BDD100K's: direct red, alternative blue
 
 
 class DrivableMetric(ConfusionMetric):
@@ -58,3 +62,9 @@ class DrivableTask(Task):
     def update(self, metric: Metric, predictions: torch.Tensor, batch: dict) -> None:
         has = labelled(batch, self.name)
         metric.update(predictions[has], batch["drivable"][has])
+
+    def draw(self, ax: Axes, image: np.ndarray, prediction: torch.Tensor, min_score: float) -> None:
+        """The drivable classes blended over the image (red direct, blue alternative), background left clear."""
+        classes = prediction.numpy()
+        image_panel(ax, blend(image, COLOURS[classes], np.where(classes == CLASSES.index("background"), 0.0, 0.55)),
+                    "drivable area (red direct, blue alternative)")

@@ -5,8 +5,10 @@ Edge Detection", ICCV 2015). Metric: precision, recall and F1 at probability 0.5
 binary stat scores)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.axes import Axes
 from torch import nn
 from torchmetrics import Metric
 from torchmetrics.classification import BinaryStatScores
@@ -16,6 +18,9 @@ from perception_mtl.data.targets import Target
 from perception_mtl.models.heads.dense import DenseHead
 from perception_mtl.tasks.base import Task, labelled
 from perception_mtl.tasks.registry import TASKS
+from perception_mtl.visualize import blend, image_panel
+
+EDGE_COLOUR = np.array([255, 230, 0], np.float32)
 
 
 def semantic_edges(semantic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,3 +89,9 @@ class EdgesTask(Task):
     def update(self, metric: Metric, predictions: torch.Tensor, batch: dict) -> None:
         has = labelled(batch, self.name)
         metric.update(predictions[has], batch["semantic"][has])
+
+    def draw(self, ax: Axes, image: np.ndarray, prediction: torch.Tensor, min_score: float) -> None:
+        """Edge probability as the opacity of yellow over the darkened image."""
+        darkened = blend(image, np.zeros_like(image), 0.5)
+        image_panel(ax, blend(darkened, np.broadcast_to(EDGE_COLOUR, image.shape), prediction.numpy()),
+                    "edges (probability)")

@@ -12,6 +12,7 @@ import zlib
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.axes import Axes
 from torch import nn
 from torchmetrics import MeanSquaredError, Metric
 
@@ -52,6 +53,13 @@ class NoiseTask(Task):
 
     def metric(self) -> Metric:
         return _Mse()
+
+    def draw(self, ax: Axes, image: np.ndarray, prediction: torch.Tensor, min_score: float) -> None:
+        """The predicted vector as bars (it says nothing about the image, so it is not drawn over it)."""
+        ax.bar(range(DIM), prediction.numpy(), color="0.4")
+        ax.axhline(0.0, color="black", lw=0.5)
+        ax.tick_params(labelsize=5)
+        ax.set_title(f"noise: the predicted {DIM}-vector", fontsize=7)
 
     def update(self, metric: Metric, predictions: torch.Tensor, batch: dict) -> None:
         has = labelled(batch, self.name)

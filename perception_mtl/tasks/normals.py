@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.axes import Axes
 from torch import nn
 from torchmetrics import Metric
 from torchvision import tv_tensors
@@ -25,6 +26,7 @@ from perception_mtl.data.world.writer import normals_to_png
 from perception_mtl.models.heads.dense import DenseHead
 from perception_mtl.tasks.base import Exporter, Task, labelled
 from perception_mtl.tasks.registry import TASKS
+from perception_mtl.visualize import image_panel
 
 THRESHOLDS = (11.25, 22.5, 30.0)  # degrees
 BIN = 0.01  # degrees: the median is read from a histogram of this resolution (no per-pixel list)
@@ -128,6 +130,10 @@ class NormalsTask(Task):
 
     def picture(self, prediction: torch.Tensor) -> np.ndarray:
         return ((prediction.permute(1, 2, 0).numpy() + 1.0) * 127.5).round().astype(np.uint8)
+
+    def draw(self, ax: Axes, image: np.ndarray, prediction: torch.Tensor, min_score: float) -> None:
+        """The unit normals as colours, (n + 1) / 2 for (x, y, z) -> (R, G, B)."""
+        image_panel(ax, self.picture(prediction), "normals (RGB = xyz)")
 
     def exporter(self, out: Path) -> Exporter:
         return NormalPngs(out)

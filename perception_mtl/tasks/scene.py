@@ -2,8 +2,10 @@
 A target of -1 (UNKNOWN: BDD100K's "undefined") counts in neither the loss nor the metric."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.axes import Axes
 from torch import nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
@@ -13,8 +15,10 @@ from perception_mtl.data.targets import Target
 from perception_mtl.models.heads.scene import SceneHead
 from perception_mtl.tasks.base import Task, labelled
 from perception_mtl.tasks.registry import TASKS
+from perception_mtl.visualize import image_panel
 
-ATTRIBUTES = {"weather": len(WEATHERS), "time": len(TIMES)}
+NAMES = {"weather": WEATHERS, "time": TIMES}  # attribute -> its class names
+ATTRIBUTES = {k: len(names) for k, names in NAMES.items()}
 UNKNOWN = -1
 
 
@@ -75,3 +79,10 @@ class SceneTask(Task):
     def update(self, metric: Metric, predictions: torch.Tensor, batch: dict) -> None:
         has = labelled(batch, self.name)
         metric.update(predictions[has], batch["scene"][has])
+
+    def draw(self, ax: Axes, image: np.ndarray, prediction: torch.Tensor, min_score: float) -> None:
+        """The image with each predicted attribute written on it."""
+        image_panel(ax, image, "scene attributes")
+        text = "\n".join(f"{k}: {NAMES[k][int(c)]}" for k, c in zip(ATTRIBUTES, prediction))
+        ax.text(0.03, 0.95, text, transform=ax.transAxes, va="top", fontsize=8, color="white",
+                bbox=dict(fc="black", alpha=0.6, ec="none"))

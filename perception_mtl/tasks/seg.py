@@ -2,21 +2,27 @@
 Dice, Lovász, focal: `task.seg.loss`), mIoU and pixel accuracy."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.axes import Axes
+from omegaconf import DictConfig
 from torch import nn
 from torchmetrics import Metric
 
 from perception_mtl.data.files import write_png
 from perception_mtl.data.labels import IGNORE, SEG_CLASSES, TRAIN_ID_TO_LABEL_ID
 from perception_mtl.data.targets import Target
+from perception_mtl.errors import ConfigError
 from perception_mtl.models.heads.decoders import build_dense_head
 from perception_mtl.tasks.base import Exporter, Task, labelled
+from perception_mtl.tasks.decoder_key import check_decoder
 from perception_mtl.tasks.registry import TASKS
-from perception_mtl.tasks.seg_losses import build_seg_loss
+from perception_mtl.tasks.seg_losses import build_seg_loss, seg_loss_terms
+from perception_mtl.visualize import blend, colorize_semantic, image_panel
 
 
 class ConfusionMetric(Metric):
@@ -56,6 +62,20 @@ class SegmentationTask(Task):
     targets = {"semantic": Target(torch.int64, IGNORE)}
     directions = {"mIoU": True, "pixel_acc": True}
 
+    @dataclass
+    class Config:
+        decoder: str = "light"  # dense head: "light" (heads/dense.py) | smp's "fpn" | "deeplabv3plus" | "unet"
+        loss: str = "ce"  # terms joined by "+": ce | dice | lovasz | focal (smp.losses), e.g. "ce+dice"
+
+    @classmethod
+    def check_config(cls, cfg: DictConfig) -> None:
+        super().check_config(cfg)
+        check_decoder(cfg, cls.name)
+        try:
+            seg_loss_terms(cfg.task.seg.loss)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+
     def __init__(self, cfg):
         super().__init__(cfg)
         self.criteria = build_seg_loss(cfg.task.seg.loss)
@@ -85,6 +105,10 @@ class SegmentationTask(Task):
     def update(self, metric: Metric, predictions: torch.Tensor, batch: dict) -> None:
         has = labelled(batch, self.name)
         metric.update(predictions[has], batch["semantic"][has])
+
+    def draw(self, ax: Axes, image: np.ndarray, prediction: torch.Tensor, min_score: float) -> None:
+        """The classes in Cityscapes colours blended over the image."""
+        image_panel(ax, blend(image, colorize_semantic(prediction.numpy(), self.num_classes)), "segmentation")
 
     def overlay(self, prediction: torch.Tensor, batch: dict, i: int) -> dict:
         labels = dict(enumerate(SEG_CLASSES[self.num_classes]))
