@@ -1,6 +1,7 @@
-"""Atomic file writes: a temporary file in the target's folder, fsync, then a rename, so that the
-target is always either the old or the new complete file; the new file gets the mode a plain
-`open` would give it under the user's umask (tempfile.mkstemp makes it 0600)."""
+"""Atomic file writes, the package's one way to replace a file: a temporary file in the target's
+folder, fsync, then a rename, so that the target is always either the old or the new complete file;
+the new file gets the mode a plain `open` would give it under the user's umask (tempfile.mkstemp
+makes it 0600)."""
 from __future__ import annotations
 
 import os
@@ -31,3 +32,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` through `atomic_write`."""
+    atomic_write(path, lambda f: f.write(text.encode()))

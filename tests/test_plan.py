@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from perception_mtl.benchmark.launch import job as job_module
-from perception_mtl.benchmark.run import write_record
+from perception_mtl.benchmark.record import write_record
 from perception_mtl.benchmark.runner import run_suite
 from perception_mtl.benchmark.suite import Suite
 

@@ -19,7 +19,7 @@ from perception_mtl.analysis.leaderboard import REFERENCE, build_rows
 from perception_mtl.analysis.reported import Reported, reported
 from perception_mtl.analysis.sequential import SeedPlan
 from perception_mtl.analysis.verdicts import duplicates, reference_differences
-from perception_mtl.benchmark.run import read_record
+from perception_mtl.benchmark.record import read_record
 from perception_mtl.benchmark.suite import Run, Suite
 
 

@@ -12,16 +12,16 @@ the end with an ETA; failures with their log.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
+from perception_mtl.atomic import atomic_write_text
 from perception_mtl.benchmark.launch.failure import Failure
 from perception_mtl.benchmark.launch.job import Job
-from perception_mtl.benchmark.run import headline, read_record
+from perception_mtl.benchmark.record import headline, read_record
 from perception_mtl.benchmark.suite import Run
 
 
@@ -30,11 +30,10 @@ class Backend(Protocol):
 
 
 def write_manifest(results_dir: Path, runs: list[Run]) -> None:
-    """manifest.json: every run of the suite, finished or not (through a rename: never half a file)."""
-    tmp = results_dir / ".manifest.json.tmp"
-    tmp.write_text(json.dumps({"runs": [{"run": r.label, "seed": r.seed, "folder": r.folder} for r in runs]},
-                              indent=1))
-    os.replace(tmp, results_dir / "manifest.json")
+    """manifest.json: every run of the suite, finished or not (written atomically: never half a file)."""
+    atomic_write_text(results_dir / "manifest.json",
+                      json.dumps({"runs": [{"run": r.label, "seed": r.seed, "folder": r.folder} for r in runs]},
+                                 indent=1))
 
 
 def duration(seconds: float) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
-from perception_mtl.benchmark.run import evaluate_on_test, has_test, read_record, selected_checkpoint, train_run
+from perception_mtl.benchmark.record import evaluate_on_test, has_test, read_record, selected_checkpoint, train_run
 from perception_mtl.benchmark.suite import Run, Suite
 from perception_mtl.errors import BAD_INPUT_TYPES, ConfigError, bad_input_message
 

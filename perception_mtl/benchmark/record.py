@@ -1,12 +1,12 @@
-"""One run of a suite, as every launcher executes it (`launch/job.py`): train or resume it and
-write its result.json, evaluate its selected checkpoint once on the held-out split, read its
-record back. It sits below both the runner and the launchers, so neither imports the other back.
+"""A suite run's record, its result.json, as every launcher makes it (`launch/job.py`): train or
+resume the run and write the record, evaluate its selected checkpoint once on the held-out split
+into the record, read the record back. It sits below both the runner and the launchers, so neither
+imports the other back.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from perception_mtl.atomic import atomic_write_text
 from perception_mtl.benchmark.suite import Run, Suite
 from perception_mtl.engine.checkpoint_eval import evaluate_checkpoint, open_checkpoint
 from perception_mtl.engine.trainer import Trainer
@@ -49,10 +50,8 @@ def config_digest(cfg) -> str:
 
 
 def write_record(run_dir: Path, record: dict) -> None:
-    """result.json through a temporary file and a rename: a kill never leaves half a file."""
-    tmp = run_dir / ".result.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, run_dir / "result.json")
+    """result.json, written atomically: a kill never leaves half a file."""
+    atomic_write_text(run_dir / "result.json", json.dumps(record, indent=2))
 
 
 def train_run(suite: Suite, run: Run, results_dir: Path) -> dict:
