@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from perception_mtl.benchmark.launch.failure import Failure
+from perception_mtl.benchmark.launch.failure import Failure, last_line
 from perception_mtl.benchmark.launch.job import BAD_INPUT_EXIT, Job, execute
 from perception_mtl.errors import BAD_INPUT, BAD_INPUT_TYPES, bad_input_message
 
@@ -79,12 +79,7 @@ class LocalBackend:
             return None
         if code < 0:
             return Failure(f"killed by {signal.Signals(-code).name}", str(log), retry=True)
+        output = log.read_text(errors="replace")
         if code == BAD_INPUT_EXIT:  # the child's "<kind> error: ..." line, as the other backends report it
-            return Failure(last_line(log, tuple(BAD_INPUT.values())), str(log), retry=False)
-        return Failure(f"exit code {code}: {last_line(log)}", str(log), retry=True)
-
-
-def last_line(log: Path, starts: tuple[str, ...] = ("",)) -> str:
-    """The last non-empty line of a log (the exception of a traceback) that starts with one of `starts`."""
-    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip() and line.startswith(starts)]
-    return lines[-1] if lines else "(no output)"
+            return Failure(last_line(output, tuple(BAD_INPUT.values())) or "(no output)", str(log), retry=False)
+        return Failure(f"exit code {code}: {last_line(output) or '(no output)'}", str(log), retry=True)
