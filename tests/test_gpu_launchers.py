@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from perception_mtl.benchmark.launch import gpus, local, settings
-from perception_mtl.benchmark.launch.settings import launcher_config
+from perception_mtl.benchmark.launch.settings import job_parameters, launcher_config, make_backend
 
 
 @pytest.fixture
@@ -31,8 +31,6 @@ def test_a_gpu_host_runs_a_process_per_run_one_worker_per_gpu(four_gpus, monkeyp
 
 
 def test_submitit_asks_for_a_gpu_per_run_when_the_suite_trains_on_one(monkeypatch):
-    from perception_mtl.benchmark.launch.submitit_backend import job_parameters
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a login node without a GPU
     spec = {"config": {"train.device": "cuda"}, "launcher": {"backend": "submitit", "cluster": "local"}}
     assert job_parameters(launcher_config(spec), "s")["gpus_per_node"] == 1
@@ -82,8 +80,6 @@ def test_runs_at_once_never_share_a_gpu(tmp_path, monkeypatch):
 
 
 def test_the_runner_gives_local_workers_their_gpus(four_gpus, tmp_path):
-    from perception_mtl.benchmark.runner import make_backend
-
     backend = make_backend(launcher_config({"config": {}}), tmp_path, "s")
     assert sorted(backend.free.queue) == ["0", "1", "2", "3"]
     on_cpu = make_backend(launcher_config({"config": {"train.device": "cpu"}, "launcher": {"backend": "local"}}),

@@ -7,6 +7,8 @@ import csv
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +20,8 @@ from omegaconf import OmegaConf
 from perception_mtl.benchmark.launch.dispatch import write_manifest
 from perception_mtl.benchmark.launch import job as job_module
 from perception_mtl.benchmark.launch.job import Job, execute
-from perception_mtl.benchmark.launch.settings import launcher_config
+from perception_mtl.benchmark.launch.settings import (LauncherConfig, job_parameters, launcher_config, make_backend,
+                                                      submitit_cluster)
 from perception_mtl.benchmark.launch.submitit_backend import executor
 from perception_mtl.benchmark.runner import RunsFailed, run_suite
 from perception_mtl.benchmark.suite import Suite
@@ -193,6 +196,21 @@ def test_launcher_settings_are_checked(monkeypatch):
         launcher_config({}, ["train.steps=3"])
 
 
+def test_the_backend_table_builds_each_backend_and_imports_submitit_only_when_chosen(tmp_path):
+    """make_backend looks the name up in settings.BACKENDS, and an unknown name gets the valid ones;
+    building the sequential and local backends leaves submitit unimported (checked in a fresh
+    interpreter: this file imports it)."""
+    with pytest.raises(ConfigError, match=r"'ray' is not valid; choose from \['sequential', 'local', 'submitit'\]"):
+        make_backend(LauncherConfig(backend="ray"), tmp_path, "s")
+    code = ("import sys; from pathlib import Path\n"
+            "from perception_mtl.benchmark.launch.settings import LauncherConfig, make_backend\n"
+            "built = [make_backend(LauncherConfig(backend=name, workers=1), Path('logs'), 's') "
+            "for name in ('sequential', 'local')]\n"
+            "print([type(b).__name__ for b in built], 'submitit' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.split("\n")[-2] == "['SequentialBackend', 'LocalBackend'] False"
+
+
 def test_the_slurm_job_of_a_run_asks_for_the_suites_resources(tmp_path, monkeypatch):
     """The sbatch script submitit would submit for one run of the full suite, rendered without a
     cluster (submitit's SlurmExecutor only needs an `srun` on the PATH to start); an `slurm:` entry
@@ -202,11 +220,12 @@ def test_the_slurm_job_of_a_run_asks_for_the_suites_resources(tmp_path, monkeypa
     (tmp_path / "bin/srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     launcher = launcher_config(OmegaConf.to_container(OmegaConf.load(ROOT / "configs/benchmark/full.yaml")))
-    ex = executor(launcher, tmp_path / "jobs", "full")
+    ex = executor(tmp_path / "jobs", submitit_cluster(launcher), job_parameters(launcher, "full"))
     script = ex._executor._make_submission_file_text("python -u -m submitit.core._submit jobs", "uid")  # noqa: SLF001
     for line in ("--partition=gpu", "--gpus-per-node=1", "--cpus-per-task=10", "--mem=48GB", "--time=240",
                  "--job-name=full", "--nodes=1", "--ntasks-per-node=1"):
         assert f"#SBATCH {line}\n" in script, line
     launcher.slurm = {"account": "lab", "qos": "high"}
-    script = executor(launcher, tmp_path / "jobs", "full")._executor._make_submission_file_text("x", "uid")  # noqa: SLF001
+    ex = executor(tmp_path / "jobs", submitit_cluster(launcher), job_parameters(launcher, "full"))
+    script = ex._executor._make_submission_file_text("x", "uid")  # noqa: SLF001
     assert "#SBATCH --account=lab\n" in script and "#SBATCH --qos=high\n" in script

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from perception_mtl.benchmark.launch.gpus import gpu_slots
-from perception_mtl.benchmark.launch.settings import LauncherConfig, launcher_config, on_this_machine, run_threads
+from perception_mtl.benchmark.launch.settings import (LauncherConfig, launcher_config, make_backend, on_this_machine,
+                                                      run_threads)
 from perception_mtl.benchmark.plan import planned_runs
 from perception_mtl.benchmark.suite import Suite
 from perception_mtl.config import ConfigError
@@ -108,18 +108,6 @@ def run_suite(suite: Suite, results_dir: Path | None = None, launch: list[str] |
         raise RunsFailed(f"{len(failed)} run(s) failed every attempt: {', '.join(failed)}; their errors and logs "
                          f"are in failed.json in their run folders, the reports name them; rerun the suite to retry them")
     return results_dir
-
-
-def make_backend(launcher: LauncherConfig, logs: Path, name: str):
-    """The launcher's backend, writing its logs under `logs`."""
-    if launcher.backend == "sequential":
-        from perception_mtl.benchmark.launch.sequential import SequentialBackend
-        return SequentialBackend(logs)
-    if launcher.backend == "local":
-        from perception_mtl.benchmark.launch.local import LocalBackend
-        return LocalBackend(logs, gpu_slots(launcher.workers) if launcher.gpus_per_run else [])  # a GPU each
-    from perception_mtl.benchmark.launch.submitit_backend import SubmititBackend
-    return SubmititBackend(launcher, logs / "submitit", name)
 
 
 def run_experiment(suite: Suite, results_dir: Path, launcher: LauncherConfig) -> list[str]:

@@ -1,5 +1,6 @@
 """The suite's `launcher:` settings: which backend runs the runs, how many at once, with how many
-threads each, how often a failed run is retried, and the SLURM resources of one run.
+threads each, how often a failed run is retried, and the SLURM resources of one run; and the
+backend table, `BACKENDS`: each valid `backend` name and the factory that builds its backend.
 
     launcher: {backend: local, workers: 2, threads: 1, retries: 2}
     launcher: {backend: submitit, cluster: slurm, partition: gpu, gpus_per_run: 1, cpus_per_run: 8,
@@ -8,20 +9,25 @@ threads each, how often a failed run is retried, and the SLURM resources of one 
 Command-line overrides (`launcher.backend=local launcher.workers=2`) go over the suite's keys.
 Unset `backend`: `local` when the suite trains on a GPU (a process per run, one worker per visible
 GPU, each worker its own GPU: launch/gpus.py), else `DEFAULT_CPU_BACKEND` (README "Running suites in parallel and on SLURM": the measurement that picks it).
+
+A new backend is a module of `launch/` with a class whose `attempt(job)` returns None or a
+`Failure`, and a factory in `BACKENDS`; factories import their module when called, so submitit is
+imported only when a suite chooses it.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from perception_mtl.benchmark.launch.gpus import suite_on_gpu, visible_gpus
+from perception_mtl.benchmark.launch.dispatch import Backend
+from perception_mtl.benchmark.launch.gpus import gpu_slots, suite_on_gpu, visible_gpus
 from perception_mtl.config import ConfigError
 
-BACKENDS = ("sequential", "local", "submitit")  # ray: not installed, see README "Running suites in parallel"
 CLUSTERS = ("auto", "slurm", "local")
 DEFAULT_CPU_BACKEND = "sequential"  # until tools/bench_launcher.py on an idle machine shows local faster
 
@@ -70,9 +76,7 @@ def launcher_config(suite_spec: dict, overrides: list[str] | tuple[str, ...] = (
         launcher.backend = "local" if gpu else DEFAULT_CPU_BACKEND
     if launcher.gpus_per_run is None:
         launcher.gpus_per_run = 1 if gpu else 0
-    if launcher.backend not in BACKENDS:
-        raise ConfigError(f"launcher.backend={launcher.backend!r} is not valid; choose from {list(BACKENDS)} "
-                          "(ray is not supported: README 'Running suites in parallel')")
+    backend_factory(launcher.backend)  # a valid name
     if launcher.cluster not in CLUSTERS:
         raise ConfigError(f"launcher.cluster={launcher.cluster!r} is not valid; choose from {list(CLUSTERS)}")
     for key in ("workers", "threads", "parallel", "cpus_per_run"):
@@ -119,3 +123,64 @@ def submitit_cluster(launcher: LauncherConfig) -> str:
     import submitit
 
     return "slurm" if submitit.AutoExecutor.which() == "slurm" else "local"
+
+
+def job_parameters(launcher: LauncherConfig, name: str) -> dict[str, Any]:
+    """submitit's AutoExecutor.update_parameters for one run: one node, one task, `gpus_per_run`
+    GPUs, `cpus_per_run` (else `threads`) CPUs, `mem_gb`, `timeout_min`, plus slurm_<key> for the
+    partition and every `slurm:` entry (account, qos, constraint, ...)."""
+    params: dict[str, Any] = {"name": name, "nodes": 1, "tasks_per_node": 1, "timeout_min": launcher.timeout_min,
+                              "gpus_per_node": launcher.gpus_per_run or 0}
+    cpus = launcher.cpus_per_run or launcher.threads
+    if cpus:
+        params["cpus_per_task"] = cpus
+    if launcher.mem_gb:
+        params["mem_gb"] = launcher.mem_gb
+    if launcher.partition:
+        params["slurm_partition"] = launcher.partition
+    params.update({f"slurm_{key}": value for key, value in launcher.slurm.items()})
+    return params
+
+
+def make_sequential(launcher: LauncherConfig, logs: Path, name: str) -> Backend:
+    """Each run in this process, one after another (launch/sequential.py)."""
+    from perception_mtl.benchmark.launch.sequential import SequentialBackend
+
+    return SequentialBackend(logs)
+
+
+def make_local(launcher: LauncherConfig, logs: Path, name: str) -> Backend:
+    """Each run in a child process, `workers` at once, each worker on a GPU of its own when the runs
+    ask for one (launch/local.py)."""
+    from perception_mtl.benchmark.launch.local import LocalBackend
+
+    return LocalBackend(logs, gpu_slots(launcher.workers) if launcher.gpus_per_run else [])
+
+
+def make_submitit(launcher: LauncherConfig, logs: Path, name: str) -> Backend:
+    """Each run a submitit job named `name`, on SLURM or as a local process, its files under
+    logs/submitit (launch/submitit_backend.py)."""
+    from perception_mtl.benchmark.launch.submitit_backend import SubmititBackend
+
+    cluster = submitit_cluster(launcher)
+    return SubmititBackend(logs / "submitit", cluster, job_parameters(launcher, name),
+                           launcher.lost_after_s if cluster == "slurm" else None)
+
+
+# launcher.backend -> the factory of its backend: (launcher, logs folder, suite name) -> Backend
+# (ray: not installed, see README "Running suites in parallel")
+BACKENDS: dict[str, Callable[[LauncherConfig, Path, str], Backend]] = {
+    "sequential": make_sequential, "local": make_local, "submitit": make_submitit}
+
+
+def backend_factory(backend: str) -> Callable[[LauncherConfig, Path, str], Backend]:
+    """The factory of `backend` in BACKENDS; a ConfigError listing the valid names for any other."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"launcher.backend={backend!r} is not valid; choose from {list(BACKENDS)} "
+                          "(ray is not supported: README 'Running suites in parallel')")
+    return BACKENDS[backend]
+
+
+def make_backend(launcher: LauncherConfig, logs: Path, name: str) -> Backend:
+    """The launcher's backend for suite `name`, writing its logs under `logs`."""
+    return backend_factory(launcher.backend)(launcher, logs, name)

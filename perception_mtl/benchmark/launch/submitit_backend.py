@@ -1,7 +1,7 @@
 """The submitit backend: each run one submitit job (`job.execute_in_job`), on SLURM (one sbatch
 job per run, with the suite's partition, GPUs, CPUs, memory and time) or, without SLURM, as a
 local process through submitit's LocalExecutor, the same code path. Job files and logs land in
-<results>/launch/submitit/."""
+<results>/launch/submitit/. `launch/settings.py` turns the suite's `launcher:` into its arguments."""
 from __future__ import annotations
 
 import threading
@@ -10,46 +10,27 @@ from typing import Any
 
 import submitit
 
-from perception_mtl.benchmark.launch.failure import Failure
+from perception_mtl.benchmark.launch.failure import Failure, last_line
 from perception_mtl.benchmark.launch.job import Job, execute_in_job
-from perception_mtl.benchmark.launch.settings import LauncherConfig, submitit_cluster
 from perception_mtl.benchmark.launch.slurm_queue import wait_for
 
 
-def job_parameters(launcher: LauncherConfig, name: str) -> dict[str, Any]:
-    """AutoExecutor.update_parameters of one run: one node, one task, `gpus_per_run` GPUs,
-    `cpus_per_run` (else `threads`) CPUs, `mem_gb`, `timeout_min`, plus slurm_<key> for the
-    partition and every `slurm:` entry (account, qos, constraint, ...)."""
-    params: dict[str, Any] = {"name": name, "nodes": 1, "tasks_per_node": 1, "timeout_min": launcher.timeout_min,
-                              "gpus_per_node": launcher.gpus_per_run or 0}
-    cpus = launcher.cpus_per_run or launcher.threads
-    if cpus:
-        params["cpus_per_task"] = cpus
-    if launcher.mem_gb:
-        params["mem_gb"] = launcher.mem_gb
-    if launcher.partition:
-        params["slurm_partition"] = launcher.partition
-    params.update({f"slurm_{key}": value for key, value in launcher.slurm.items()})
-    return params
-
-
-def executor(launcher: LauncherConfig, folder: Path, name: str, cluster: str | None = None) -> submitit.AutoExecutor:
-    """The configured AutoExecutor on `cluster` (default: the launcher's)."""
-    ex = submitit.AutoExecutor(folder=folder, cluster=cluster or submitit_cluster(launcher))
-    ex.update_parameters(**job_parameters(launcher, name))
+def executor(folder: Path, cluster: str, parameters: dict[str, Any]) -> submitit.AutoExecutor:
+    """An AutoExecutor on `cluster` ("slurm" or "local") with one run's `parameters`
+    (launch/settings.job_parameters)."""
+    ex = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    ex.update_parameters(**parameters)
     return ex
 
 
-def last_line(text: str) -> str:
-    """The last non-empty line of an error's text (a traceback's exception)."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
 class SubmititBackend:
-    def __init__(self, launcher: LauncherConfig, folder: Path, name: str):
-        self.executor = executor(launcher, folder, name)
-        self.lost_after_s = launcher.lost_after_s if submitit_cluster(launcher) == "slurm" else None
+    """Jobs on `cluster` with `parameters`, their files under `folder`. `lost_after_s`: how long a
+    job may be gone from squeue with no result before it counts as lost (SLURM; None: submitit's
+    own wait, as for local processes)."""
+
+    def __init__(self, folder: Path, cluster: str, parameters: dict[str, Any], lost_after_s: float | None):
+        self.executor = executor(folder, cluster, parameters)
+        self.lost_after_s = lost_after_s
         self.submitting = threading.Lock()  # the pool's threads submit; submitit's executor is not documented thread-safe
 
     def attempt(self, job: Job) -> Failure | None:
