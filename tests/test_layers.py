@@ -2,6 +2,8 @@
 perception_mtl modules, each layer imports only layers below it, config.py and the distributed
 helpers are leaves, models never import tasks, and a per-task network's seed ignores the registry.
 
+The layer table is read from the block under "## Layers" in docs/ARCHITECTURE.md, its one copy.
+
 The import graph is read from the source with `ast`: every import, also those inside functions (a
 lazy import is still a dependency), but not those under `if TYPE_CHECKING:` (annotations only,
 never run). Importing `a.b.c` also runs the packages `a` and `a.b`, so those are edges too, except
@@ -10,6 +12,8 @@ the importer's own packages, which run before it whatever it imports.
 from __future__ import annotations
 
 import ast
+import functools
+import re
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -23,18 +27,23 @@ from perception_mtl.tasks import TASKS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "perception_mtl"
 
-# bottom to top: a unit (a subpackage or a top-level module) imports units of lower layers only
-LAYERS = [
-    {"errors", "registry", "atomic", "config_hints", "metric_key"},
-    {"config", "distributed"},
-    {"models", "data"},
-    {"visualize"},
-    {"tasks"},
-    {"balancing", "tracking"},
-    {"engine", "analysis"},
-    {"benchmark", "inference"},
-    {"cli"},
-]
+ARCHITECTURE = PACKAGE.parent / "docs" / "ARCHITECTURE.md"
+LAYER_LINE = re.compile(r" *(\d+) +(\w+(?:, \w+)*)(?:  +.*)?")  # "<k>  <unit>, <unit>  <what they hold>"
+
+
+def read_layers(markdown: str) -> list[set[str]]:
+    """The units of each layer, bottom to top, from the first fenced block after "## Layers": a
+    line per layer, numbered from 0 up without a gap; a unit is a subpackage or a top-level module,
+    which imports units of lower layers only."""
+    block = markdown.split("\n## Layers\n", 1)[1].split("```\n")[1]
+    layers = {int(m[1]): set(m[2].split(", ")) for line in block.splitlines() if (m := LAYER_LINE.fullmatch(line))}
+    assert sorted(layers) == list(range(len(layers))), f"layers not numbered 0..n in {ARCHITECTURE}: {sorted(layers)}"
+    return [layers[k] for k in range(len(layers))]
+
+
+@functools.cache
+def layers() -> list[set[str]]:
+    return read_layers(ARCHITECTURE.read_text())
 
 
 def _name(path: Path) -> str:
@@ -129,11 +138,20 @@ def test_no_import_cycle():
         pytest.fail("import cycle: " + " imports ".join(reversed(err.args[1])))  # args[1]: dependency first
 
 
+def test_the_layer_table_is_read_from_its_block():
+    text = "# A\n\n## Layers\n\nprose\n\n```\n tools/*.py  any\n 1  b, c_d  top | more\n 0  a\n```\n\n```\n 2  x\n```\n"
+    assert read_layers(text) == [{"a"}, {"b", "c_d"}]
+    with pytest.raises(AssertionError, match="not numbered"):
+        read_layers(text.replace(" 0  a", " 3  a"))
+
+
 def test_each_layer_imports_only_layers_below():
-    layer = {unit: k for k, units in enumerate(LAYERS) for unit in units}
+    layer = {unit: k for k, units in enumerate(layers()) for unit in units}
     graph = import_graph()
     units = {_unit(m) for m in graph if m != PACKAGE.name}
-    assert not units - set(layer), f"units missing from LAYERS (and docs/ARCHITECTURE.md): {units - set(layer)}"
+    assert not units - set(layer), f"units missing from the table of {ARCHITECTURE}: {units - set(layer)}"
+    assert not set(layer) - units, f"units in the table of {ARCHITECTURE} the package lacks: {set(layer) - units}"
+    assert sum(map(len, layers())) == len(layer), f"a unit in two layers of the table of {ARCHITECTURE}"
     upward = sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps
                     if m != PACKAGE.name and d != PACKAGE.name and _unit(m) != _unit(d)
                     and layer[_unit(d)] >= layer[_unit(m)])
