@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from perception_mtl.engine.builders import load_config
+from perception_mtl.models.features import Features
 
 def tool_main(name: str):
     """The `main` of tools/<name>.py, imported from its file (tools are scripts, not a package)."""
@@ -30,6 +31,12 @@ def tiny_config(world: Path, out: Path, *extra: str):
     return load_config(None, TINY_TRAIN + [f"data.root={world}", f"output_dir={out}", *extra], defaults=None)
 
 
+def backward(balancer, model: nn.Module) -> dict:
+    """`balancer.backward` on one forward of a toy model: its losses and the features it returned."""
+    features, losses = model.forward_losses()
+    return balancer.backward(losses, features, model)
+
+
 class SharedLinear(nn.Module):
     """A shared linear layer (then `activation`) read by one linear head per task of `y`; task t's
     loss is `scale * task_scale[t]` times the MSE of its head on x (N, inputs) against y[t] (N, 1).
@@ -44,12 +51,15 @@ class SharedLinear(nn.Module):
         self.activation = activation or nn.Identity()
         self.x, self.y = x, y
         self.scale = {t: (task_scale or {}).get(t, 1.0) for t in y}
-        self.shared_representation: dict[int, torch.Tensor] = {}
+
+    def forward_losses(self, scale: float = 1.0) -> tuple[Features, dict[str, torch.Tensor]]:
+        """(the representation {0: (N, hidden)}, {task: loss})."""
+        rep = self.activation(self.shared(self.x))
+        losses = {t: scale * self.scale[t] * ((head(rep) - self.y[t]) ** 2).mean() for t, head in self.heads.items()}
+        return Features({0: rep}, shared=True), losses
 
     def losses(self, scale: float = 1.0) -> dict[str, torch.Tensor]:
-        rep = self.activation(self.shared(self.x))
-        self.shared_representation = {0: rep}
-        return {t: scale * self.scale[t] * ((head(rep) - self.y[t]) ** 2).mean() for t, head in self.heads.items()}
+        return self.forward_losses(scale)[1]
 
     def shared_parameters(self):
         return self.shared.parameters()
@@ -95,12 +105,14 @@ class Probe(nn.Module):
         self.g = grads
         self.theta = nn.Parameter(torch.zeros(grads.shape[1]))
         self.c = nn.ParameterDict({str(i): nn.Parameter(torch.ones(())) for i in range(len(grads))})
-        self.shared_representation: dict[int, torch.Tensor] = {}
+
+    def forward_losses(self) -> tuple[Features, dict[str, torch.Tensor]]:
+        """(the representation {0: theta (D,)}, {task: loss})."""
+        rep = self.theta * 1.0
+        return Features({0: rep}, shared=True), {str(i): g @ rep + self.c[str(i)] ** 2 for i, g in enumerate(self.g)}
 
     def losses(self) -> dict[str, torch.Tensor]:
-        rep = self.theta * 1.0
-        self.shared_representation = {0: rep}
-        return {str(i): g @ rep + self.c[str(i)] ** 2 for i, g in enumerate(self.g)}
+        return self.forward_losses()[1]
 
     def shared_parameters(self):
         return iter([self.theta])

@@ -142,10 +142,10 @@ def run_pair(name: str, params: dict, weighting: type, kwargs: dict, steps: int 
     record = Record(balancer=balancer, host=lib)
     for step in range(steps):
         opt.zero_grad()
-        losses = model.losses()
+        features, losses = model.forward_losses()
         record.jac_ours.append(jacobian(losses.values(), list(model.shared_parameters())))
         torch.manual_seed(100 + step)
-        weights = balancer.backward(losses, model)["weights"]
+        weights = balancer.backward(losses, features, model)["weights"]
         record.ours.append(shared_grad(model.shared_parameters()))
         record.w_ours.append(np.array([weights[t] for t in TASKS]))
 

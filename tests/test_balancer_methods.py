@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from perception_mtl.balancing import BALANCERS, balancer_variant, build_balancer
+from perception_mtl.models.features import Features
 
-from helpers import Probe, TwoTaskLinear
+from helpers import Probe, TwoTaskLinear, backward
 from test_balancers import CONFLICT, train
 
 ORTHOGONAL = torch.tensor([[3.0, 0.0, 0.0], [0.0, 4.0, 0.0]])  # norms 3 and 4
@@ -21,7 +22,7 @@ SPACES = ["parameter", "representation"]
 def step(name: str, grads: torch.Tensor, **params) -> tuple[dict, torch.Tensor]:
     """One backward on a Probe whose task gradients are the rows of `grads`: (weights, shared grad)."""
     model = Probe(grads)
-    result = build_balancer(name, [str(i) for i in range(len(grads))], params).backward(model.losses(), model)
+    result = backward(build_balancer(name, [str(i) for i in range(len(grads))], params), model)
     return result["weights"], model.theta.grad
 
 
@@ -53,10 +54,10 @@ def test_gradvac_starts_as_pcgrad_then_aims_at_the_moving_average_cosine(space):
     dot = float(g0 @ g1)
     model = Probe(CONFLICT)
     gradvac = build_balancer("gradvac", ["0", "1"], {"space": space, "beta": 0.01})
-    first = gradvac.backward(model.losses(), model)["weights"]
+    first = backward(gradvac, model)["weights"]
     # target 0 on the first step: each gradient is projected off the other's (PCGrad, Yu et al. 2020)
     assert [first["0"], first["1"]] == pytest.approx([1 - dot / float(g0 @ g0), 1 - dot / float(g1 @ g1)], rel=1e-5)
-    second = gradvac.backward(model.losses(), model)["weights"]
+    second = backward(gradvac, model)["weights"]
     a, b = second["1"] - 1, second["0"] - 1  # weights = (1 + b, 1 + a): rows g0 + a g1 and b g0 + g1
     target = 0.01 * dot / float(g0.norm() * g1.norm())  # the EMA after one step, from 0
     for mine, other in ((g0 + a * g1, g1), (b * g0 + g1, g0)):
@@ -96,11 +97,11 @@ def mgda_weight(g1: torch.Tensor, g2: torch.Tensor) -> float:
 def test_cr_mogm_is_an_ema_of_the_base_weights(space):
     model = Probe(CONFLICT)
     cr = build_balancer("cr_mogm", ["0", "1"], {"space": space, "base": "mgda", "alpha": 0.9})
-    first = cr.backward(model.losses(), model)["weights"]["0"]
+    first = backward(cr, model)["weights"]["0"]
     assert first == pytest.approx(mgda_weight(*CONFLICT), abs=1e-2)  # the first output is the base's
     model.g = ORTHOGONAL
     model.theta.grad = None
-    second = cr.backward(model.losses(), model)["weights"]["0"]
+    second = backward(cr, model)["weights"]["0"]
     assert second == pytest.approx(0.9 * first + 0.1 * mgda_weight(*ORTHOGONAL), abs=1e-2)
     with pytest.raises(ValueError, match=r"base='nashmtl'; choose from \['aligned_mtl'"):
         build_balancer("cr_mogm", ["0", "1"], {"base": "nashmtl"})
@@ -110,14 +111,14 @@ def test_db_mtl_scales_the_ema_of_log_gradients_to_the_largest_norm():
     # Probe losses are 1 at theta = 0, so the gradient of log L_i is g_i
     model = Probe(ORTHOGONAL)
     db = build_balancer("db_mtl", ["0", "1"], {"beta": 0.9, "beta_sigma": 0.5})
-    result = db.backward(model.losses(), model)
+    result = backward(db, model)
     units = ORTHOGONAL / ORTHOGONAL.norm(dim=1, keepdim=True)
     h = 0.1 * 4.0  # h_i = g_i + 0.9 (0 - g_i) = 0.1 g_i; every task scaled to the largest, 0.1 * 4
     assert torch.allclose(model.theta.grad, h * units.sum(0), atol=1e-6), model.theta.grad
     assert result["weights"] == pytest.approx({"0": 4 / 3, "1": 1.0}, rel=1e-5)
     assert float(model.c["0"].grad) == pytest.approx(2.0)  # heads: the gradient of their log-loss
     model.theta.grad = None
-    db.backward(model.losses(), model)
+    backward(db, model)
     h = 0.1 + (1 - 0.1) * (1 - 0.9 / math.sqrt(2))  # beta_2 = beta / 2^beta_sigma
     assert torch.allclose(model.theta.grad, 4 * h * units.sum(0), atol=1e-6), model.theta.grad
 
@@ -129,12 +130,13 @@ def test_imtl_l_scales_converge_to_the_inverse_losses():
     targets = {"a": 2.0, "b": 0.25}
     for _ in range(300):  # fixed losses: only the scales learn, toward e^{s_i} = 1 / L_i
         opt.zero_grad(set_to_none=True)
-        losses = model.losses()
-        weights = imtl.backward({t: losses[t] * 0 + v for t, v in targets.items()}, model)["weights"]
+        features, losses = model.forward_losses()
+        weights = imtl.backward({t: losses[t] * 0 + v for t, v in targets.items()}, features, model)["weights"]
         opt.step()
     assert weights == pytest.approx({t: 1 / v for t, v in targets.items()}, rel=1e-2)
     opt.zero_grad(set_to_none=True)
-    imtl.backward({"a": model.losses()["a"] * 0 + 4.0}, model)  # b unlabelled: its scale gets no gradient
+    features, losses = model.forward_losses()
+    imtl.backward({"a": losses["a"] * 0 + 4.0}, features, model)  # b unlabelled: its scale gets no gradient
     assert float(imtl.scalarizer.log_scale.grad[1]) == 0.0 and float(imtl.scalarizer.log_scale.grad[0]) > 0.5
 
 
@@ -142,11 +144,11 @@ def test_stch_warms_up_on_log_losses_then_smooths_the_max_over_the_nadir():
     stch = build_balancer("stch", ["a", "b"], {"mu": 0.5, "warmup": 2, "period": 2})
     model = TwoTaskLinear()
     for a, b in [(9.0, 9.0), (9.0, 9.0), (2.0, 4.0), (4.0, 8.0)]:  # the last warm-up epoch averages (3, 6)
-        losses = model.losses()
-        weights = stch.backward({"a": losses["a"] * 0 + a, "b": losses["b"] * 0 + b}, model)["weights"]
+        features, losses = model.forward_losses()
+        weights = stch.backward({"a": losses["a"] * 0 + a, "b": losses["b"] * 0 + b}, features, model)["weights"]
         assert weights == pytest.approx({"a": 1 / a, "b": 1 / b})
-    losses = model.losses()
-    weights = stch.backward({"a": losses["a"] * 0 + 3.0, "b": losses["b"] * 0 + 12.0}, model)["weights"]
+    features, losses = model.forward_losses()
+    weights = stch.backward({"a": losses["a"] * 0 + 3.0, "b": losses["b"] * 0 + 12.0}, features, model)["weights"]
     soft = torch.softmax(torch.tensor([math.log(3 / 3), math.log(12 / 6)]) / 0.5, dim=0)
     assert weights == pytest.approx({"a": 2 * float(soft[0]) / 3, "b": 2 * float(soft[1]) / 12}, rel=1e-5)
 
@@ -160,12 +162,11 @@ class Signed(nn.Module):
         self.g, self.a = grads, activations
         self.theta = nn.Parameter(torch.zeros(activations.shape[1]))
         self.c = nn.ParameterDict({str(i): nn.Parameter(torch.ones(())) for i in range(len(grads))})
-        self.shared_representation: dict[int, torch.Tensor] = {}
 
-    def losses(self) -> dict[str, torch.Tensor]:
+    def forward_losses(self) -> tuple[Features, dict[str, torch.Tensor]]:
         rep = self.a + self.theta
-        self.shared_representation = {0: rep}
-        return {str(i): (g * rep).sum() + self.c[str(i)] ** 2 for i, g in enumerate(self.g)}
+        return Features({0: rep}, shared=True), {str(i): (g * rep).sum() + self.c[str(i)] ** 2
+                                                 for i, g in enumerate(self.g)}
 
     def shared_parameters(self):
         return iter([self.theta])
@@ -176,7 +177,7 @@ class Signed(nn.Module):
 
 def graddrop(grads: torch.Tensor, activations: torch.Tensor, **params) -> torch.Tensor:
     model = Signed(grads, activations)
-    build_balancer("graddrop", [str(i) for i in range(len(grads))], params).backward(model.losses(), model)
+    backward(build_balancer("graddrop", [str(i) for i in range(len(grads))], params), model)
     return model.theta.grad
 
 

@@ -32,10 +32,10 @@ def step(name: str, space: str, scale: float) -> tuple[torch.Tensor, torch.Tenso
     model = ThreeTasks()
     params = {"space": space} if "space" in balancer_options(name) else {}
     balancer = build_balancer(name, TASKS, params)
-    losses = model.losses(scale)
-    rep = model.shared_representation[0]
+    features, losses = model.forward_losses(scale)
+    rep = features.levels[0]
     trace = sum(float(torch.autograd.grad(loss, rep, retain_graph=True)[0].square().sum()) for loss in losses.values())
-    result = balancer.backward(losses, model)["weights"]
+    result = balancer.backward(losses, features, model)["weights"]
     weights = torch.tensor([result[t] for t in TASKS], dtype=torch.float64)
     grad = torch.cat([p.grad.flatten() for p in model.shared_parameters()]).double()
     return weights / weights.sum(), grad / grad.norm(), trace

@@ -26,15 +26,15 @@ from perception_mtl.data.collate import collate
 from perception_mtl.engine.builders import load_config
 from perception_mtl.engine.trainer import Trainer
 
-from helpers import TINY_TRAIN, Probe, TwoTaskLinear, tiny_config
+from helpers import TINY_TRAIN, Probe, TwoTaskLinear, backward, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def weighted_grad_norms(model: TwoTaskLinear, weights: dict[str, float], space: str) -> dict[str, float]:
     """w_i |grad L_i| on the shared representation or on the shared layer's parameters."""
-    losses = model.losses()
-    wrt = [model.shared_representation[0]] if space == "representation" else list(model.shared.parameters())
+    features, losses = model.forward_losses()
+    wrt = [features.levels[0]] if space == "representation" else list(model.shared.parameters())
     return {t: weights[t] * float(torch.cat([g.flatten() for g in torch.autograd.grad(
         loss, wrt, retain_graph=True)]).norm()) for t, loss in losses.items()}
 
@@ -47,7 +47,7 @@ def train(model: TwoTaskLinear, balancer, steps: int, lr: float = 0.01, model_lr
     results = []
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        results.append(balancer.backward(model.losses(), model))
+        results.append(backward(balancer, model))
         opt.step()
         with torch.no_grad():
             balancer.after_step(model.losses)
@@ -99,7 +99,7 @@ CONFLICT = torch.tensor([[1.0, 0.0, 0.0], [-0.8, 0.6, 0.0]])  # cosine -0.8
 @pytest.mark.parametrize("space", ["parameter", "representation"])
 def test_pcgrad_direction_conflicts_with_no_task(space):
     model = Probe(CONFLICT)
-    build_balancer("pcgrad", ["0", "1"], {"space": space}).backward(model.losses(), model)
+    backward(build_balancer("pcgrad", ["0", "1"], {"space": space}), model)
     d = model.theta.grad
     assert float(CONFLICT[0] @ CONFLICT[1]) < 0
     assert (CONFLICT @ d >= -1e-6).all(), CONFLICT @ d
@@ -112,7 +112,7 @@ def test_mgda_gives_the_min_norm_point_of_the_hull(space):
     gamma = float(((g2 - g1) @ g2 / ((g1 - g2) @ (g1 - g2))).clamp(0, 1))  # closed form, two vectors
     expected = gamma * g1 + (1 - gamma) * g2
     model = Probe(CONFLICT)
-    result = build_balancer("mgda", ["0", "1"], {"space": space}).backward(model.losses(), model)
+    result = backward(build_balancer("mgda", ["0", "1"], {"space": space}), model)
     assert torch.allclose(model.theta.grad, expected, atol=1e-2), (model.theta.grad, expected)
     assert result["weights"]["0"] == pytest.approx(gamma, abs=1e-2)
 
@@ -120,11 +120,11 @@ def test_mgda_gives_the_min_norm_point_of_the_hull(space):
 def test_gls_and_rlw_weights_are_the_scalarizers_derivatives():
     torch.manual_seed(0)
     model = TwoTaskLinear()
-    losses = model.losses()
-    weights = build_balancer("gls", ["a", "b"]).backward(losses, model)["weights"]
+    features, losses = model.forward_losses()
+    weights = build_balancer("gls", ["a", "b"]).backward(losses, features, model)["weights"]
     gm = (float(losses["a"].detach()) * float(losses["b"].detach())) ** 0.5
     assert weights["a"] == pytest.approx(gm / (2 * float(losses["a"].detach())), rel=1e-4)
-    weights = build_balancer("rlw", ["a", "b"]).backward(model.losses(), model)["weights"]
+    weights = backward(build_balancer("rlw", ["a", "b"]), model)["weights"]
     assert sum(weights.values()) == pytest.approx(1.0) and min(weights.values()) > 0
 
 
@@ -133,9 +133,9 @@ def test_dwa_weights_follow_the_descent_rates():
     model = TwoTaskLinear()
     schedule = [(4.0, 4.0), (4.0, 4.0), (2.0, 4.0), (2.0, 4.0)]  # a halves, b stays
     for a, b in schedule:
-        losses = model.losses()
+        features, losses = model.forward_losses()
         losses = {"a": losses["a"] * 0 + a, "b": losses["b"] * 0 + b}
-        weights = dwa.backward(losses, model)["weights"]
+        weights = dwa.backward(losses, features, model)["weights"]
         assert weights == {"a": 1.0, "b": 1.0}  # two periods are needed first
     expected = 2 * torch.softmax(torch.tensor([0.5, 1.0]) / 2.0, 0)
     assert dwa.current_weights(["a", "b"]) == pytest.approx(dict(zip("ab", expected.tolist())))
@@ -159,7 +159,7 @@ def test_state_survives_checkpoint_and_resume(name, params):
     def run(model, balancer, opt, steps):
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
-            result = balancer.backward(model.losses(), model)
+            result = backward(balancer, model)
             opt.step()
             with torch.no_grad():
                 balancer.after_step(model.losses)
@@ -221,8 +221,8 @@ def test_representation_space_upgrad_weights_on_the_real_model(tiny_world, tiny_
     features, computed here by autograd and scipy."""
     trainer = Trainer(tiny_config(tiny_world, tmp_path, "balancer.name=upgrad",
                                   "balancer.params.space=representation"))
-    losses = trainer.losses(tiny_batch)
-    feats = [trainer.model.shared_representation[k] for k in sorted(trainer.model.shared_representation)]
+    features, losses = trainer.forward_losses(tiny_batch)
+    feats = features.tensors()
     jac = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(loss, feats, retain_graph=True)])
                        for loss in losses.values()]).double()
     expected = upgrad_weights((jac @ jac.T).numpy())

@@ -217,14 +217,17 @@ def test_pairwise_matrix_reports_who_helps_whom_and_stays_off_the_leaderboard(tm
     assert "| equal |" in board and "pair-" not in board
 
 
-def test_affinity_measurement_leaves_training_unchanged(tiny_world, tmp_path):
-    """TAG's lookahead steps and restores: weights after 3 steps equal those without it."""
+@pytest.mark.parametrize("balancer", [[], ["balancer.name=mgda", "balancer.params.space=representation"]],
+                         ids=["static", "mgda-representation"])
+def test_affinity_measurement_leaves_training_unchanged(tiny_world, tmp_path, balancer):
+    """TAG's lookahead steps and restores: weights after 3 steps equal those without it, also for a
+    balancer that works on the step's features (the lookahead's forwards do not replace them)."""
     from perception_mtl.engine.trainer import Trainer
     from helpers import tiny_config
 
-    plain = Trainer(tiny_config(tiny_world, tmp_path / "a", "train.steps=3"))
+    plain = Trainer(tiny_config(tiny_world, tmp_path / "a", "train.steps=3", *balancer))
     plain.fit()
-    probed = Trainer(tiny_config(tiny_world, tmp_path / "b", "train.steps=3", "train.affinity_every=1"))
+    probed = Trainer(tiny_config(tiny_world, tmp_path / "b", "train.steps=3", "train.affinity_every=1", *balancer))
     probed.fit()
     for a, b in zip(plain.model.state_dict().values(), probed.model.state_dict().values()):
         assert torch.equal(a, b)

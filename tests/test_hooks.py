@@ -19,8 +19,9 @@ class Recorder(Hook):
     def before_train(self, trainer):
         self.calls.append((self.name, "before_train", trainer.step))
 
-    def before_backward(self, trainer, losses, batch):
+    def before_backward(self, trainer, losses, features, batch):
         assert all(v.requires_grad for v in losses.values())  # the graph is alive
+        assert features.shared and all(f.requires_grad for f in features.tensors())  # and reaches the features
         self.calls.append((self.name, "before_backward", trainer.step))
         return {f"train/{self.name}/loss_sum": float(sum(v.detach() for v in losses.values()))}
 

@@ -21,7 +21,7 @@ import torch
 
 from perception_mtl.balancing import build_balancer
 
-from helpers import ThreeTasks, TwoTaskLinear
+from helpers import ThreeTasks, TwoTaskLinear, backward
 from libmtl_host import TASKS, libmtl_model, Record, import_libmtl, run_pair, torch_shuffle
 from libmtl_newer import AlignedMTL, DBMTL, NashMTL
 
@@ -140,7 +140,7 @@ def test_cagrad_in_libmtl_1_1_5_runs_with_three_tasks_only():
     with pytest.raises(ValueError, match="reshape"):
         host.backward(host.losses(), calpha=0.5, rescale=1)
     model = TwoTaskLinear()
-    build_balancer("cagrad", ["a", "b"], {"c": 0.5}).backward(model.losses(), model)
+    backward(build_balancer("cagrad", ["a", "b"], {"c": 0.5}), model)
     assert model.shared.weight.grad.norm() > 0
 
 

@@ -86,14 +86,15 @@ def test_every_balancer_runs_on_the_device(parts, name):
         assert not _on_device(balancer), name
         batch = move_batch(cpu_batch, DEVICE)
 
-        def losses():
-            outputs = model(batch["image"])
+        def losses(features):
+            outputs = model.task_outputs(features)
             return {t: sum(task.loss(model.heads[t], outputs[t], batch).values()) for t, task in tasks.items()}
 
         with where(f"balancer {name}"):
-            result = balancer.backward(losses(), model)
+            features = model.shared_features(batch["image"])
+            result = balancer.backward(losses(features), features, model)
             with torch.no_grad():
-                balancer.after_step(losses)
+                balancer.after_step(lambda: losses(model.shared_features(batch["image"])))
         assert set(result["weights"]) == set(tasks)
         assert not _on_device(balancer), name
         assert all(p.grad is None or isinstance(p.grad, Remote) for p in model.parameters())

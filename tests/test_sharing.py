@@ -98,6 +98,32 @@ def test_representation_space_needs_hard_sharing(tiny_world, tmp_path):
                     "balancer.params.space=representation")
 
 
+@pytest.mark.parametrize("sharing", ["hard", "soft", "cross_stitch"])
+def test_the_model_returns_its_features_and_stores_nothing(tiny_world, tmp_path, sharing):
+    """forward is task_outputs(shared_features(images)); the features say whether every task reads
+    them, and a representation-space method refuses per-task ones."""
+    cfg = tiny_config(tiny_world, tmp_path, f"model.sharing={sharing}", "tasks=[seg,depth]")
+    torch.manual_seed(0)
+    model = build_model(cfg, build_tasks(cfg)).eval()
+    images = torch.rand(2, 3, 64, 128)
+    before = [dict(vars(m)) for m in model.modules()]
+    with torch.no_grad():
+        features = model.shared_features(images)
+        split, whole = model.task_outputs(features), model(images)
+    for m, attributes in zip(model.modules(), before):  # no forward sets an attribute
+        assert vars(m).keys() == attributes.keys() and all(vars(m)[k] is v for k, v in attributes.items())
+    torch.testing.assert_close(split, whole, rtol=0, atol=0)
+    assert features.shared == (sharing == "hard") and features.levels
+    if sharing == "hard":
+        assert all(isinstance(stride, int) for stride in features.levels)
+    else:
+        assert {t for t, _ in features.levels} == {"seg", "depth"}
+        features = model.shared_features(images)
+        losses = {t: out.mean() for t, out in model.task_outputs(features).items()}
+        with pytest.raises(ValueError, match="parameter space"):
+            AggregatorBalancer(["seg", "depth"], Mean(), "representation").backward(losses, features, model)
+
+
 @pytest.mark.parametrize("branch", ["neck", "backbone"])
 def test_representation_gradients_count_each_path_once(tiny_world, tmp_path, branch):
     """The mean aggregator on the representation must equal the gradient of the mean loss, also
@@ -107,13 +133,14 @@ def test_representation_gradients_count_each_path_once(tiny_world, tmp_path, bra
     model = build_model(cfg, build_tasks(cfg))
     images = torch.rand(2, 3, 64, 128)
 
-    def losses():
-        out = model(images)
+    def losses(out):
         return {"seg": out["seg"].pow(2).mean(), "depth": out["depth"].sin().mean()}
 
-    sum(l / 2 for l in losses().values()).backward()
+    sum(l / 2 for l in losses(model(images)).values()).backward()
     expected = [p.grad.clone() for p in model.backbone.parameters()]
     model.zero_grad()
-    AggregatorBalancer(["seg", "depth"], Mean(), "representation").backward(losses(), model)
+    features = model.shared_features(images)
+    AggregatorBalancer(["seg", "depth"], Mean(), "representation").backward(
+        losses(model.task_outputs(features)), features, model)
     for e, p in zip(expected, model.backbone.parameters()):
         torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-7)

@@ -142,7 +142,8 @@ POINTS = [(-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0), (-5.0, 2.2), (5.0, 3.0), (0.0, 
 def ours(method: str, point: tuple[float, float], scale: float = 1.0) -> np.ndarray:
     """Our balancer's update direction (x.grad) at `point`."""
     model = toy.ToyModel(point, scale)
-    build_balancer(method, list(toy.TASKS), toy.METHODS[method].params).backward(model.losses(), model)
+    features, losses = model.forward_losses()
+    build_balancer(method, list(toy.TASKS), toy.METHODS[method].params).backward(losses, features, model)
     return model.x.grad.double().numpy()
 
 

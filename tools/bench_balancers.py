@@ -38,7 +38,6 @@ from torchjd.autojac import jac_to_grad, mtl_backward  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from perception_mtl.balancing import BALANCERS, balancer_spaces, build_balancer  # noqa: E402
-from perception_mtl.balancing.gradients import representation  # noqa: E402
 from perception_mtl.balancing.scale import scale_safe  # noqa: E402
 from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 from perception_mtl.config import ConfigError  # noqa: E402
@@ -125,9 +124,9 @@ def gradient_child(mode: str, steps: int, warmup: int, overrides: list[str]) -> 
         for r in range(warmup + steps):
             model.zero_grad(set_to_none=True)
             tic = now(trainer.device)
-            losses = trainer.losses(batch, trainer.active_tasks())
+            features, losses = trainer.forward_losses(batch, trainer.active_tasks())
             if engine is None:
-                mtl_backward(list(losses.values()), representation(model), shared_params=shared,
+                mtl_backward(list(losses.values()), features.tensors(), shared_params=shared,
                              tasks_params=[list(model.task_parameters(t)) for t in losses])
                 jac_to_grad(shared, scale_safe(UPGrad))
             else:

@@ -70,10 +70,10 @@ def step_breakdown(trainer: Trainer, steps: int, warmup: int = 3) -> tuple[Clock
         with clock.time("data wait"):
             batches, batch = trainer._next_batch(batches)
         with clock.time("forward + losses"):
-            losses = trainer.losses(batch)
+            features, losses = trainer.forward_losses(batch)
         trainer.optimizer.zero_grad(set_to_none=True)
         with clock.time("balancer backward"):
-            trainer.balancer.backward(losses, model)
+            trainer.balancer.backward(losses, features, model)
         with clock.time("clip + optimizer"):
             torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.cfg.optim.clip_grad)
             trainer.optimizer.step()

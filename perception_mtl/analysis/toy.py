@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from perception_mtl.balancing import build_balancer
+from perception_mtl.models.features import Features
 
 PARETO_X2 = -8.3552  # the papers' value for the Pareto set's x2
 PARETO_X1 = (-7.0, 7.0)
@@ -57,15 +58,19 @@ class ToyModel(nn.Module):
         super().__init__()
         self.x = nn.Parameter(torch.tensor(start, dtype=torch.float32))
         self.scale = scale
-        self.shared_representation: dict[int, torch.Tensor] = {}
 
-    def losses(self) -> dict[str, torch.Tensor]:
-        """{task: scalar}, each f_i shifted by 21 * s_i to be positive (see the module docstring)."""
+    def forward_losses(self) -> tuple[Features, dict[str, torch.Tensor]]:
+        """(the shared representation {0: x (2,)}, {task: scalar}), each f_i shifted by 21 * s_i to
+        be positive (see the module docstring)."""
         rep = self.x * 1.0
-        self.shared_representation = {0: rep}
         shift = -FLOOR * torch.tensor([self.scale, 1.0])
         # one graph per task: torchjd's mtl_backward differentiates each loss on its own
-        return {t: objectives(rep, self.scale)[i] + shift[i] for i, t in enumerate(TASKS)}
+        losses = {t: objectives(rep, self.scale)[i] + shift[i] for i, t in enumerate(TASKS)}
+        return Features({0: rep}, shared=True), losses
+
+    def losses(self) -> dict[str, torch.Tensor]:
+        """The losses of `forward_losses` alone."""
+        return self.forward_losses()[1]
 
     def shared_parameters(self):
         return iter([self.x])
@@ -126,7 +131,8 @@ def run(method: str, start: tuple[float, float], steps: int = 100_000, lr: float
     points = [model.x.detach().clone()]
     for step in range(1, steps + 1):
         opt.zero_grad()
-        balancer.backward(model.losses(), model)
+        features, losses = model.forward_losses()
+        balancer.backward(losses, features, model)
         opt.step()
         balancer.after_step(recompute)
         if step % every == 0 or step == steps:

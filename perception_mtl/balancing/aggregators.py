@@ -53,10 +53,11 @@ from torchjd.autojac import jac_to_grad, mtl_backward
 
 from perception_mtl import distributed
 from perception_mtl.balancing.base import Balancer, Losses
-from perception_mtl.balancing.gradients import backward_through_shared, representation, task_gradients
+from perception_mtl.balancing.gradients import backward_through_shared, task_gradients
 from perception_mtl.balancing.registry import BALANCERS, REPRESENTATION, variants
 from perception_mtl.balancing.scale import UnitScale, scale_safe
 from perception_mtl.balancing.stateful import capture, is_stateful, restore
+from perception_mtl.models.features import Features
 
 SPACES = ("parameter", "representation")
 
@@ -160,10 +161,12 @@ class AggregatorBalancer(Balancer):
             weights = (full @ direction) / (full * full).sum(dim=1).clamp_min(1e-20)
         return direction[mine] * distributed.world_size(), weights
 
-    def _parameter_step(self, aggregator: Aggregator, losses: Losses, model: nn.Module) -> torch.Tensor:
-        """Jacobian on the shared parameters (all-reduced under DDP), aggregated into `.grad`."""
+    def _parameter_step(self, aggregator: Aggregator, losses: Losses, features: Features,
+                        model: nn.Module) -> torch.Tensor:
+        """Jacobian on the shared parameters (all-reduced under DDP, reached through `features`),
+        aggregated into `.grad`."""
         shared = [p for p in model.shared_parameters() if p.requires_grad]
-        mtl_backward(list(losses.values()), representation(model),
+        mtl_backward(list(losses.values()), features.tensors(),
                      tasks_params=[list(model.task_parameters(t)) for t in losses],
                      shared_params=shared, parallel_chunk_size=self.chunk)
         distributed.all_reduce_mean_many(p.jac for p in shared)  # the global batch's Jacobian: the ranks' mean
@@ -190,7 +193,7 @@ class AggregatorBalancer(Balancer):
     def averaged_parameters(self) -> list[nn.Parameter]:
         return self.averaged
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict:
+    def backward(self, losses: Losses, features: Features, model: nn.Module) -> dict:
         distributed.require_same_tasks(list(losses), self.tasks)
         self.averaged = []
         losses = self._ordered(losses)
@@ -198,11 +201,11 @@ class AggregatorBalancer(Balancer):
             next(iter(losses.values())).backward()
             weights = torch.ones(len(losses))
         elif self.space == "representation":
-            jac, own = task_gradients(losses, model)
+            jac, own = task_gradients(losses, features, model)
             direction, weights = self._representation_direction(self._for(list(losses)), jac)
-            backward_through_shared(model, direction, own, {t: 1.0 for t in losses})
+            backward_through_shared(model, features, direction, own, {t: 1.0 for t in losses})
         else:
-            weights = self._parameter_step(self._for(list(losses)), losses, model)
+            weights = self._parameter_step(self._for(list(losses)), losses, features, model)
         if self.max_norm:
             weights = weights * self._clip(model)
         return {"weights": dict(zip(losses, weights.tolist()))}

@@ -1,10 +1,12 @@
 """The balancer interface (docs/ARCHITECTURE.md, "Data flow"): it runs the backward pass itself.
 
-`balancer.backward(losses, model)` receives the task losses of this step ({task: scalar},
-only tasks with labels in the batch) and the model (for `shared_parameters()`,
-`task_parameters(task)` and `shared_representation`), fills `.grad`, and returns
-{"weights": {task: float}, ...more scalars to log}. It keeps its own state (saved through
-`state_dict`, with non-tensor state in `get_extra_state`) and never reads trainer attributes.
+`balancer.backward(losses, features, model)` receives the task losses of this step ({task:
+scalar}, only tasks with labels in the batch), the `Features` of this step's forward (what
+`model.shared_features` returned: the representation gradient methods work on, with `.shared`
+saying whether every task reads it) and the model (for `shared_parameters()` and
+`task_parameters(task)`), fills `.grad`, and returns {"weights": {task: float}, ...more scalars
+to log}. It keeps its own state (saved through `state_dict`, with non-tensor state in
+`get_extra_state`) and never reads trainer or model attributes set by a forward.
 
 Under DDP (torchrun; `perception_mtl/distributed.py`) the trainer averages every `.grad`
 over ranks after `backward`, so a balancer only has to (a) compute anything that depends on loss
@@ -36,6 +38,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from perception_mtl.models.features import Features
+
 Losses = dict[str, torch.Tensor]
 
 
@@ -48,7 +52,7 @@ class Balancer(nn.Module, ABC):
         self.tasks = list(tasks)
 
     @abstractmethod
-    def backward(self, losses: Losses, model: nn.Module) -> dict:
+    def backward(self, losses: Losses, features: Features, model: nn.Module) -> dict:
         ...
 
     def after_step(self, recompute: Callable[[], Losses]) -> None:

@@ -22,8 +22,8 @@ from torchjd.autojac import mtl_backward
 
 from perception_mtl import distributed
 from perception_mtl.balancing.base import Balancer, Losses
-from perception_mtl.balancing.gradients import representation
 from perception_mtl.balancing.registry import BALANCERS, variants
+from perception_mtl.models.features import Features
 
 EPS = 1e-8
 
@@ -59,10 +59,10 @@ class DBMTL(Balancer):
     def averaged_parameters(self) -> list[nn.Parameter]:
         return self.averaged
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict:
+    def backward(self, losses: Losses, features: Features, model: nn.Module) -> dict:
         distributed.require_same_tasks(list(losses), self.tasks)
         shared = [p for p in model.shared_parameters() if p.requires_grad]
-        mtl_backward([torch.log(loss + EPS) for loss in losses.values()], representation(model),
+        mtl_backward([torch.log(loss + EPS) for loss in losses.values()], features.tensors(),
                      tasks_params=[list(model.task_parameters(t)) for t in losses], shared_params=shared)
         idx = torch.tensor([self.tasks.index(t) for t in losses])
         self._update(shared, idx)

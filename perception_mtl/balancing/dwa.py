@@ -18,6 +18,7 @@ from torch import nn
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.registry import BALANCERS, variants
 from perception_mtl.distributed import global_values
+from perception_mtl.models.features import Features
 
 
 @BALANCERS.register("dwa")
@@ -43,7 +44,7 @@ class DynamicWeightAverage(Balancer):
         lam = len(present) * torch.softmax(rates / self.temperature, dim=0)
         return dict(zip(present, lam.tolist()))
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict:
+    def backward(self, losses: Losses, features: Features, model: nn.Module) -> dict:
         weights = self.current_weights(list(losses))
         sum(weights[t] * loss for t, loss in losses.items()).backward()
         for t, value in global_values(losses, self.tasks).items():  # the same history on every rank

@@ -25,6 +25,7 @@ from torch import nn
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.registry import BALANCERS, variants
 from perception_mtl.distributed import global_values
+from perception_mtl.models.features import Features
 
 EPS = 1e-8
 
@@ -60,7 +61,7 @@ class FAMO(Balancer):
         self.adam.step()
         self.logits.grad = None
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict:
+    def backward(self, losses: Losses, features: Features, model: nn.Module) -> dict:
         values = global_values(losses, self.tasks)  # the same logits and Adam state on every rank
         if self.update == "next_batch":
             self._logit_step(values)

@@ -26,6 +26,7 @@ from perception_mtl.balancing.aggregators import AggregatorBalancer
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, representation, task_gradients
 from perception_mtl.balancing.registry import BALANCERS, variants
+from perception_mtl.models.features import Features
 
 PARAMETER = "parameter space (torchjd GradDrop: purity per parameter)"
 
@@ -56,11 +57,11 @@ class GradDropBalancer(Balancer):
         return torch.cat([dropped(p.view(len(jac), *f.shape), f.detach().to(jac.dtype), self.leak).flatten()
                           for p, f in zip(pieces, feats)])
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict:
+    def backward(self, losses: Losses, features: Features, model: nn.Module) -> dict:
         distributed.require_same_tasks(list(losses), self.tasks)
-        jac, own = task_gradients(losses, model)
-        direction = self.direction(jac, representation(model))
-        backward_through_shared(model, direction, own, {t: 1.0 for t in losses})
+        jac, own = task_gradients(losses, features, model)
+        direction = self.direction(jac, representation(features))
+        backward_through_shared(model, features, direction, own, {t: 1.0 for t in losses})
         projection = distributed.all_reduce_sum(jac @ direction)
         weights = projection / distributed.all_reduce_sum((jac * jac).sum(dim=1)).clamp_min(1e-20)
         return {"weights": dict(zip(losses, weights.tolist()))}

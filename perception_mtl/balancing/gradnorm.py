@@ -35,6 +35,7 @@ from perception_mtl import distributed
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, task_gradients
 from perception_mtl.balancing.registry import BALANCERS, variants
+from perception_mtl.models.features import Features
 
 
 REPRESENTATION_NORMS = "norms on the shared features (representation space)"
@@ -68,7 +69,7 @@ class GradNorm(Balancer):
         jac = distributed.all_reduce_mean(torch.stack(rows))  # the global batch's gradients, one collective
         return jac.norm(dim=1).to(self.w.device)
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict:
+    def backward(self, losses: Losses, features: Features, model: nn.Module) -> dict:
         distributed.require_same_tasks(list(losses), self.tasks)
         idx = torch.tensor([self.tasks.index(t) for t in losses], device=self.w.device)
         glob = distributed.global_values(losses, self.tasks)  # same rates and state on every rank
@@ -78,9 +79,9 @@ class GradNorm(Balancer):
         w = self.w.detach()[idx]
 
         if self.space == "representation":
-            jac, own = task_gradients(losses, model)
+            jac, own = task_gradients(losses, features, model)
             norms = distributed.global_gramian(jac).diagonal().clamp_min(0).sqrt().to(self.w.device)
-            backward_through_shared(model, w.to(jac.device) @ jac, own, dict(zip(losses, w.tolist())))
+            backward_through_shared(model, features, w.to(jac.device) @ jac, own, dict(zip(losses, w.tolist())))
         else:
             norms = self._norms_on_parameters(losses, model)
             sum(wi * loss for wi, loss in zip(w, losses.values())).backward()

@@ -22,6 +22,7 @@ from torchjd.scalarization import IMTLL, GeometricMean, Random, Scalarizer
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.registry import BALANCERS, variants
 from perception_mtl.distributed import global_values
+from perception_mtl.models.features import Features
 
 
 class ScalarizerBalancer(Balancer):
@@ -35,7 +36,7 @@ class ScalarizerBalancer(Balancer):
         """The scalarizer's input (a leaf that requires grad) and where the present tasks sit in it."""
         return torch.tensor(values, dtype=torch.float32, requires_grad=True), list(range(len(values)))
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict:
+    def backward(self, losses: Losses, features: Features, model: nn.Module) -> dict:
         glob = global_values(losses, self.tasks)  # the weights follow the global batch's losses
         values, where = self.inputs(list(losses), [glob[t] for t in losses])
         self.scalarizer(values).backward()

@@ -6,6 +6,7 @@ from torch import nn
 
 from perception_mtl.balancing.base import Balancer
 from perception_mtl.balancing.registry import BALANCERS, variants
+from perception_mtl.models.features import Features
 
 
 @BALANCERS.register("static")
@@ -20,7 +21,7 @@ class StaticBalancer(Balancer):
             raise ValueError(f"weights for {unknown}, which are not among the tasks {list(tasks)}")
         self.weights = {t: float((weights or {}).get(t, 1.0)) for t in tasks}
 
-    def backward(self, losses: dict[str, torch.Tensor], model: nn.Module) -> dict:
+    def backward(self, losses: dict[str, torch.Tensor], features: Features, model: nn.Module) -> dict:
         total = sum(self.weights[t] * loss for t, loss in losses.items())
         total.backward()
         return {"weights": {t: self.weights[t] for t in losses}}

@@ -20,6 +20,7 @@ from torchjd.scalarization import STCH
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.registry import BALANCERS, variants
 from perception_mtl.distributed import global_values
+from perception_mtl.models.features import Features
 
 
 @BALANCERS.register("stch")
@@ -60,7 +61,7 @@ class SmoothTchebycheff(Balancer):
         (grad,) = torch.autograd.grad(total, losses)
         return grad
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict:
+    def backward(self, losses: Losses, features: Features, model: nn.Module) -> dict:
         values = global_values(losses, self.tasks)
         weights = self.weights({t: values[t] for t in losses}).float()
         sum(w * loss for w, loss in zip(weights, losses.values())).backward()

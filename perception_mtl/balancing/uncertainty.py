@@ -20,6 +20,7 @@ from torch import nn
 
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.registry import BALANCERS, variants
+from perception_mtl.models.features import Features
 from perception_mtl.tasks import TASKS
 
 FORMS = {"regression": 0.5, "classification": 1.0}  # factor on exp(-s_i) L_i
@@ -49,7 +50,7 @@ class UncertaintyWeighting(Balancer):
         self.factor = {t: FORMS[forms[t]] for t in tasks}
         self.log_var = nn.Parameter(torch.zeros(len(tasks)))
 
-    def backward(self, losses: Losses, model: nn.Module) -> dict:
+    def backward(self, losses: Losses, features: Features, model: nn.Module) -> dict:
         total, weights, stats = 0.0, {}, {}
         for t, loss in losses.items():
             s = self.log_var[self.tasks.index(t)]

@@ -25,7 +25,6 @@ def lookahead_affinity(model: nn.Module, losses: dict[str, torch.Tensor],
     before = {t: float(loss.detach()) for t, loss in losses.items()}
     params = [p.detach().clone() for p in shared]
     buffers = [b.detach().clone() for b in model.buffers()]
-    representation = model.shared_representation  # the recomputing forwards replace it
     out = {}
     # `.data`: the step's graph saved these parameters; editing through .data leaves autograd's
     # version counters alone, and the exact restore below gives the graph its values back.
@@ -42,5 +41,4 @@ def lookahead_affinity(model: nn.Module, losses: dict[str, torch.Tensor],
                 p.data.copy_(saved)
             for b, saved in zip(model.buffers(), buffers):
                 b.data.copy_(saved)
-    model.shared_representation = representation
     return out

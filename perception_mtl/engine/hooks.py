@@ -2,7 +2,9 @@
 
 The trainer calls, in this order, every hook of `default_hooks` in list order:
   before_train(trainer)                     once, before the first step of this call to fit()
-  before_backward(trainer, losses, batch)   each step, with the task losses' graph alive: may add
+  before_backward(trainer, losses, features, batch)
+                                            each step, with the task losses' graph alive (and the
+                                            model's shared features, `models/features.py`): may add
                                             statistics of that graph (gradient probe, TAG affinity)
   after_step(trainer, batch, stats)         each step, after the optimizer step and `trainer.step += 1`
   after_train(trainer)                      once, after the last step
@@ -20,6 +22,7 @@ from tqdm import tqdm
 from perception_mtl import distributed
 from perception_mtl.balancing.gradients import probe
 from perception_mtl.engine.affinity import lookahead_affinity
+from perception_mtl.models.features import Features
 from perception_mtl.tracking.plots import plot_run
 
 if TYPE_CHECKING:  # annotations only: the trainer imports this module
@@ -34,7 +37,7 @@ class Hook:
     def before_train(self, trainer: Trainer) -> None:
         pass
 
-    def before_backward(self, trainer: Trainer, losses: Losses, batch: dict) -> dict[str, float]:
+    def before_backward(self, trainer: Trainer, losses: Losses, features: Features, batch: dict) -> dict[str, float]:
         return {}
 
     def after_step(self, trainer: Trainer, batch: dict, stats: dict[str, float]) -> None:
@@ -52,16 +55,16 @@ def due(step: int, every: int, last: int | None = None) -> bool:
 class GradientProbe(Hook):
     """Per-task gradient norms, cosines and magnitude similarity at the log steps."""
 
-    def before_backward(self, trainer: Trainer, losses: Losses, batch: dict) -> dict[str, float]:
+    def before_backward(self, trainer: Trainer, losses: Losses, features: Features, batch: dict) -> dict[str, float]:
         if len(losses) < 2 or not due(trainer.step + 1, trainer.cfg.train.log_every):
             return {}
-        return {f"train/{k}": v for k, v in probe(losses, trainer.model).items()}
+        return {f"train/{k}": v for k, v in probe(losses, features, trainer.model).items()}
 
 
 class AffinityProbe(Hook):
     """TAG's lookahead inter-task affinity every `train.affinity_every` steps."""
 
-    def before_backward(self, trainer: Trainer, losses: Losses, batch: dict) -> dict[str, float]:
+    def before_backward(self, trainer: Trainer, losses: Losses, features: Features, batch: dict) -> dict[str, float]:
         if len(losses) < 2 or not due(trainer.step + 1, trainer.cfg.train.affinity_every):
             return {}
         active = list(losses)

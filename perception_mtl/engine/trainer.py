@@ -29,6 +29,7 @@ from perception_mtl.engine.hooks import Hook, default_hooks
 from perception_mtl.engine.nonfinite import NonFiniteGradientError, NonFiniteLossError, nonfinite_gradients
 from perception_mtl.engine.schedule import TaskSchedule
 from perception_mtl.metric_key import MetricKey
+from perception_mtl.models.features import Features
 from perception_mtl.tracking.local import LocalLogger
 from perception_mtl.tracking.media import media_panels
 from perception_mtl.tracking.wandb import WandbLogger
@@ -169,25 +170,30 @@ class Trainer:
         candidates = [t for t in self.tasks if t not in self.early_stopping.stopped]
         return self.schedule.active(self.step, candidates)
 
-    def losses(self, batch: dict, tasks: list[str] | None = None) -> dict[str, torch.Tensor]:
-        """Forward and the loss of each task (of `tasks`, default all) labelled in the batch, times
-        its `train.loss_scale` factor (default 1)."""
+    def forward_losses(self, batch: dict, tasks: list[str] | None = None) -> tuple[Features, dict[str, torch.Tensor]]:
+        """Forward -> (the model's shared features, the loss of each task (of `tasks`, default all)
+        labelled in the batch, times its `train.loss_scale` factor (default 1))."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.amp):
-            outputs = self.model(batch["image"])
+            features = self.model.shared_features(batch["image"])
+            outputs = self.model.task_outputs(features)
         losses: dict[str, torch.Tensor] = {}
         for t, task in self.tasks.items():
             wanted = tasks is None or t in tasks
             parts = task.loss(self.model.heads[t], outputs[t], batch) if wanted and t in batch["has"] else {}
             if parts:
                 losses[t] = sum(parts.values()) * self.cfg.train.loss_scale.get(t, 1.0)
-        return losses
+        return features, losses
+
+    def losses(self, batch: dict, tasks: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """The task losses of `forward_losses` alone."""
+        return self.forward_losses(batch, tasks)[1]
 
     def train_step(self, batch: dict) -> dict[str, float]:
         """One optimisation step: losses, guard, balancer backward, sync, guard, clip, step;
         returns scalars to log (with what the hooks measured on the graph)."""
         active = self.active_tasks()
-        losses = self.losses(batch, active)
-        coupling = self.model.coupling_losses()  # soft sharing's penalty: not a task loss
+        features, losses = self.forward_losses(batch, active)
+        coupling = self.model.coupling_losses(features)  # soft sharing's penalty: not a task loss
         self.optimizer.zero_grad(set_to_none=True)
         if (skipped := self._guard_losses(losses, coupling)) is not None:
             return skipped
@@ -196,8 +202,8 @@ class Trainer:
         if coupling:  # first, keeping the graph the balancer's backward then frees
             sum(coupling.values()).backward(retain_graph=True)
         for hook in self.hooks:
-            stats.update(hook.before_backward(self, losses, batch))
-        result = self.balancer.backward(losses, self.model)
+            stats.update(hook.before_backward(self, losses, features, batch))
+        result = self.balancer.backward(losses, features, self.model)
         distributed.average_gradients((p for group in self.optimizer.param_groups for p in group["params"]),
                                       self.balancer.averaged_parameters())  # those not averaged yet
         if (skipped := self._guard_gradients(losses)) is not None:

@@ -42,8 +42,6 @@ def export_graph(model: nn.Module, size: tuple[int, int], path: str | Path, fmt:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
-        # the model keeps its last features in a plain attribute (balancers read it); the graph ignores it
-        warnings.filterwarnings("ignore", message=".*were assigned during export.*")
         # torch.export.save's caution for weights off the CPU: export always runs on the CPU here
         warnings.filterwarnings("ignore", message="No complete tensor found in the group")
         _write(graph, images, shapes, path, fmt)

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from perception_mtl.models.features import Features
 from perception_mtl.models.heads import HeadBuilder
 from perception_mtl.models.per_task import PerTaskModel
 
@@ -47,7 +48,8 @@ class CrossStitchModel(PerTaskModel):
         self.units = nn.ModuleDict({name: CrossStitchUnit(len(heads), c, cfg.model.cross_stitch_init)
                                     for name, c in zip(self.taps, first.channels)})
 
-    def forward(self, images: torch.Tensor) -> dict:
+    def shared_features(self, images: torch.Tensor) -> Features:
+        """images (B, 3, H, W) -> each task's stitched levels, {(task, stride): (B, C, H/s, W/s)}."""
         tasks = list(self.backbones)
         first = self.backbones[tasks[0]]
         x = [(images - first.mean) / first.std] * len(tasks)
@@ -61,7 +63,7 @@ class CrossStitchModel(PerTaskModel):
                 stride = first.strides[self.taps.index(name)]
                 for i in range(len(tasks)):
                     feats[i][stride] = x[i]
-        return self.branch(dict(zip(tasks, feats)))
+        return self.cut(dict(zip(tasks, feats)))
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """The backbones and the cross-stitch units: every task's loss reaches all of them."""

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from perception_mtl.models.backbone import Backbone
+from perception_mtl.models.features import Features
 from perception_mtl.models.heads import HeadBuilder
 from perception_mtl.models.necks import FPN
 
@@ -17,10 +18,9 @@ class MultiTaskModel(nn.Module):
 
     `model.branch=neck`: heads share one FPN (a shared decision layer, light heads);
     `model.branch=backbone`: each task has its own FPN on the shared backbone.
-    After a forward, `shared_representation` holds the features the tasks branch from.
+    The forward is `task_outputs(shared_features(images))`; training calls the two parts itself
+    and hands the features, which every task reads, to the balancer.
     """
-
-    has_shared_representation = True  # every task reads the same features (representation-space methods)
 
     def __init__(self, cfg: DictConfig, heads: dict[str, HeadBuilder]):
         super().__init__()
@@ -33,19 +33,25 @@ class MultiTaskModel(nn.Module):
         else:
             self.necks = nn.ModuleDict({t: FPN(channels, strides, m.neck_channels) for t in heads})
         self.heads = nn.ModuleDict({t: build(m.neck_channels, strides) for t, build in heads.items()})
-        self.shared_representation: dict[int, torch.Tensor] = {}
 
     def forward(self, images: torch.Tensor) -> dict[str, Any]:
+        return self.task_outputs(self.shared_features(images))
+
+    def shared_features(self, images: torch.Tensor) -> Features:
+        """images (B, 3, H, W) -> the levels every task branches from, {stride: (B, C, H/s, W/s)}:
+        the shared FPN's outputs, or with `branch=backbone` the backbone's levels."""
         feats = self.backbone(images)
         if self.shared_neck:
-            feats = self.neck(feats)
-            self.shared_representation = feats
-            return {t: head(feats) for t, head in self.heads.items()}
+            return Features(self.neck(feats), shared=True)
         # aliases read only by the necks: backbone levels feed each other, and a gradient taken on
-        # them must count each level's path to the heads once (see gradients.py)
-        feats = {s: f.view_as(f) for s, f in feats.items()}
-        self.shared_representation = feats
-        return {t: head(self.necks[t](feats)) for t, head in self.heads.items()}
+        # them must count each level's path to the heads once (see balancing/gradients.py)
+        return Features({s: f.view_as(f) for s, f in feats.items()}, shared=True)
+
+    def task_outputs(self, features: Features) -> dict[str, Any]:
+        """`shared_features`' result -> {task: raw head output}."""
+        if self.shared_neck:
+            return {t: head(features.levels) for t, head in self.heads.items()}
+        return {t: head(self.necks[t](features.levels)) for t, head in self.heads.items()}
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters every task's loss depends on (the balancer's 'shared' part)."""
@@ -59,7 +65,7 @@ class MultiTaskModel(nn.Module):
         if not self.shared_neck:
             yield from self.necks[task].parameters()
 
-    def coupling_losses(self) -> dict[str, torch.Tensor]:
+    def coupling_losses(self, features: Features) -> dict[str, torch.Tensor]:
         """Terms outside the task losses (none with hard sharing; see soft_sharing.py)."""
         return {}
 

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from perception_mtl.models.backbone import Backbone
+from perception_mtl.models.features import Features
 from perception_mtl.models.heads import HeadBuilder
 from perception_mtl.models.necks import FPN
 
@@ -26,14 +27,12 @@ def task_seed(seed: int, task: str) -> int:
 class PerTaskModel(nn.Module):
     """images (B, 3, H, W) -> {task: raw head output}, one backbone + FPN + head per task.
 
-    Subclasses define `forward` (how the columns interact). Nothing is one tensor shared by all
-    tasks, so `shared_representation` stays empty: representation-space balancers need hard
-    sharing; parameter-space ones treat every backbone (and any coupling unit) as shared.
-    `shared_representation` holds {(task, stride): features} that only the task's own FPN reads:
-    the cut through which torchjd's `mtl_backward` reaches the shared parameters.
+    Subclasses define `shared_features` (how the columns interact). Nothing is one tensor shared
+    by all tasks, so their `Features` are not shared: representation-space balancers need hard
+    sharing; parameter-space ones treat every backbone (and any coupling unit) as shared. The
+    levels, {(task, stride): features} that only the task's own FPN reads, are the cut through
+    which torchjd's `mtl_backward` reaches the shared parameters.
     """
-
-    has_shared_representation = False
 
     def __init__(self, cfg: DictConfig, heads: dict[str, HeadBuilder]):
         super().__init__()
@@ -46,13 +45,20 @@ class PerTaskModel(nn.Module):
                 strides, channels = self.backbones[t].strides, self.backbones[t].channels
                 self.necks[t] = FPN(channels, strides, m.neck_channels)
                 self.heads[t] = build_head(m.neck_channels, strides)
-        self.shared_representation: dict[tuple[str, int], torch.Tensor] = {}
 
-    def branch(self, feats: dict[str, dict[int, torch.Tensor]]) -> dict:
-        """{task: {stride: features}} -> {task: head output}, recording the representation."""
-        feats = {t: {s: f.view_as(f) for s, f in levels.items()} for t, levels in feats.items()}
-        self.shared_representation = {(t, s): f for t, levels in feats.items() for s, f in levels.items()}
-        return {t: self.heads[t](self.necks[t](feats[t])) for t in self.heads}
+    def forward(self, images: torch.Tensor) -> dict:
+        return self.task_outputs(self.shared_features(images))
+
+    @staticmethod
+    def cut(feats: dict[str, dict[int, torch.Tensor]]) -> Features:
+        """{task: {stride: features}} -> their `Features`: aliases that only the task's FPN reads."""
+        return Features({(t, s): f.view_as(f) for t, levels in feats.items() for s, f in levels.items()},
+                        shared=False)
+
+    def task_outputs(self, features: Features) -> dict:
+        """`shared_features`' result -> {task: raw head output}."""
+        levels = {t: {s: f for (u, s), f in features.levels.items() if u == t} for t in self.heads}
+        return {t: self.heads[t](self.necks[t](levels[t])) for t in self.heads}
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Every backbone: what couples the tasks (the penalty, or the cross-stitch units)."""
@@ -69,7 +75,7 @@ class PerTaskModel(nn.Module):
             stages = [m for m in backbone.body.children() if any(True for _ in m.parameters())]
             yield from stages[-1].parameters()
 
-    def coupling_losses(self) -> dict[str, torch.Tensor]:
+    def coupling_losses(self, features: Features) -> dict[str, torch.Tensor]:
         """Terms outside the task losses that the trainer adds to the gradient ({} here)."""
         return {}
 

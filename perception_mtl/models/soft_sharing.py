@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
+from perception_mtl.models.features import Features
 from perception_mtl.models.heads import HeadBuilder
 from perception_mtl.models.per_task import PerTaskModel
 
@@ -22,11 +23,10 @@ class SoftSharingModel(PerTaskModel):
         super().__init__(cfg, heads)
         soft = cfg.model.soft
         self.beta, self.penalty, self.strides = float(soft.beta), soft.penalty, list(soft.strides)
-        self._features: dict[str, dict[int, torch.Tensor]] = {}
 
-    def forward(self, images: torch.Tensor) -> dict:
-        self._features = {t: backbone(images) for t, backbone in self.backbones.items()}
-        return self.branch(self._features)
+    def shared_features(self, images: torch.Tensor) -> Features:
+        """images (B, 3, H, W) -> each task's backbone levels, {(task, stride): (B, C, H/s, W/s)}."""
+        return self.cut({t: backbone(images) for t, backbone in self.backbones.items()})
 
     def distance(self) -> torch.Tensor:
         """sum over task pairs of ||theta_i - theta_j||^2 over the backbones' parameters."""
@@ -36,14 +36,16 @@ class SoftSharingModel(PerTaskModel):
                 total = total + (p - q).pow(2).sum()
         return total
 
-    def coupling_losses(self) -> dict[str, torch.Tensor]:
-        """{"params" | "features": beta * penalty} of the last forward; {} when beta is 0."""
+    def coupling_losses(self, features: Features) -> dict[str, torch.Tensor]:
+        """{"params" | "features": beta * penalty}, the latter on `features` (`shared_features`'
+        result); {} when beta is 0."""
         if self.beta == 0 or len(self.backbones) < 2:
             return {}
         if self.penalty == "params":
             return {"params": self.beta * self.distance()}
         total = torch.zeros((), device=next(self.parameters()).device)
-        for a, b in self.pairs(self._features):
+        levels = features.levels
+        for a, b in self.pairs(self.backbones):
             for s in self.strides:
-                total = total + (self._features[a][s] - self._features[b][s]).float().pow(2).mean()
+                total = total + (levels[a, s] - levels[b, s]).float().pow(2).mean()
         return {"features": self.beta * total}
