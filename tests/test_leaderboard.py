@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from perception_mtl.analysis.delta_m import delta_m_flat, delta_m_per_task, metric_changes, relative_change
-from perception_mtl.analysis.leaderboard import resolve_mode, write_leaderboard
+from perception_mtl.analysis.leaderboard import write_leaderboard
 from perception_mtl.analysis.results import ResultsError, load_results
 from perception_mtl.balancing import balancer_variant
 
@@ -235,15 +235,6 @@ def test_wandb_failure_is_only_a_warning(results, monkeypatch):
     with pytest.warns(UserWarning, match="no W&B today"):
         paths = write_leaderboard(results, "offline")
     assert paths["md"].exists()
-
-
-def test_wandb_mode_precedence(monkeypatch):
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    assert resolve_mode(None, {}) == "offline"
-    assert resolve_mode(None, {"wandb": {"mode": "disabled"}}) == "disabled"
-    monkeypatch.setenv("WANDB_MODE", "online")
-    assert resolve_mode(None, {"wandb": {"mode": "disabled"}}) == "online"
-    assert resolve_mode("offline", {}) == "offline"
 
 
 def test_cli_exits_2_without_results(tmp_path):

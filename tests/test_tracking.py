@@ -28,11 +28,17 @@ def wandb_env(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
 
 
-def test_default_mode_is_offline_without_an_api_key(wandb_env, monkeypatch):
+def test_mode_precedence(wandb_env, monkeypatch):
+    """The one rule of runs and leaderboards: the argument, else WANDB_MODE, else the default given
+    (a suite's wandb.mode), else online with an API key and offline without."""
     assert resolve_mode(None) == "offline"
+    assert resolve_mode(None, "disabled") == "disabled"
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert resolve_mode(None) == "online"
-    assert resolve_mode("disabled") == "disabled"
+    assert resolve_mode(None, "offline") == "offline"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert resolve_mode(None, "disabled") == "offline"
+    assert resolve_mode("disabled", "online") == "disabled"
 
 
 def wandb_history(record: Path) -> dict[int, dict]:

@@ -8,7 +8,7 @@ ties where the paired 95% interval against the leader holds 0, shows delta-m fla
 FAMO), each run's paired difference to `equal`, per-seed rank ranges and Kendall's W.
 Writes leaderboard.md, leaderboard.csv, leaderboard.html (sortable, self-contained),
 pareto.png and delta_m.png into RESULTS_DIR and logs the table as a W&B Table (mode: the
-flag, else WANDB_MODE, else the suite's wandb.mode, else offline).
+flag, else WANDB_MODE, else the suite's wandb.mode, else online with a W&B API key, else offline).
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results_dir", help="a benchmark output folder, e.g. runs/benchmark/smoke")
-    p.add_argument("--wandb-mode", choices=["offline", "online", "disabled"], help="default: offline")
+    p.add_argument("--wandb-mode", choices=["offline", "online", "disabled"],
+                   help="default: WANDB_MODE, else the suite's wandb.mode, else online with an API key, else offline")
     args = p.parse_args(argv)
     from perception_mtl.analysis.leaderboard import write_leaderboard
 

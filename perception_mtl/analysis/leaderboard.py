@@ -14,12 +14,8 @@ carry the power statement (`power.py`); per_seed.csv holds the per-seed data (`p
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
 import statistics
-import warnings
 from pathlib import Path
 
 from perception_mtl.analysis.collapse import collapse_counts
@@ -39,6 +35,7 @@ from perception_mtl.analysis.verdicts import (duplicates, reference_differences,
                                               verdicts)
 from perception_mtl.balancing import BALANCERS, balancer_variant
 from perception_mtl.metric_key import MetricKey
+from perception_mtl.tracking.wandb_table import log_wandb_table
 
 Stat = tuple[float, float]  # (mean, std) over seeds; NaN where undefined
 MAKE_RESULTS = "python tools/benchmark.py --suite configs/benchmark/smoke.yaml"
@@ -227,58 +224,11 @@ def compare(rows: list[dict], same: dict[str, str] | None = None, spec: dict | N
     return notes
 
 
-def resolve_mode(mode: str | None, spec: dict) -> str:
-    """W&B mode: the argument, else WANDB_MODE, else the suite's `wandb.mode`, else offline."""
-    return mode or os.environ.get("WANDB_MODE") or (spec.get("wandb") or {}).get("mode") or "offline"
-
-
-def log_wandb_table(results_dir: Path, columns: list[str], data: list[list], spec: dict,
-                    mode: str | None = None) -> bool:
-    """Log the table as a W&B Table in the results folder's one leaderboard run (of the suite's
-    group); True when logged. A rebuild with the same table in the same mode logs nothing; a new
-    table continues that run at its next step, so rebuilding never opens another W&B run. The run's
-    id, the last step and a digest of what it logged live in `results_dir/wandb/leaderboard_run.json`.
-
-    Any W&B failure is a warning (WandbLogger switches itself off), never an exception.
-    """
-    mode = resolve_mode(mode, spec)
-    if mode == "disabled":
-        return False
-    from perception_mtl.config import WandbConfig
-    from perception_mtl.tracking.wandb import WandbLogger
-
-    record = results_dir / "wandb" / "leaderboard_run.json"
-    last = json.loads(record.read_text()) if record.exists() else {}
-    digest = hashlib.sha256(json.dumps([mode, columns, data], default=str).encode()).hexdigest()
-    if last.get("digest") == digest:
-        return False
-    suite_wandb = spec.get("wandb") or {}
-    cfg = WandbConfig(mode=mode, group=spec.get("name", results_dir.name), tags=["leaderboard"],
-                      **{k: suite_wandb[k] for k in ("project", "entity") if suite_wandb.get(k)})
-    logger = WandbLogger(cfg, str(results_dir), config={"results_dir": str(results_dir), "job": "leaderboard"},
-                         resume_id=last.get("id"))
-    if logger.run is None:
-        return False
-    try:
-        table = logger.wandb.Table(columns=columns, data=data)
-    except Exception as err:  # noqa: BLE001 (W&B must never stop the analysis)
-        warnings.warn(f"W&B leaderboard table not built ({type(err).__name__}: {err})")
-        logger.finish()
-        return False
-    step = last.get("step", -1) + 1
-    logger.log({"leaderboard": table}, step=step)
-    logged = logger.run is not None
-    logger.finish()
-    if logged:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"id": logger.run_id, "step": step, "digest": digest}))
-    return logged
-
-
 def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) -> dict[str, Path]:
     """Write leaderboard.{md,csv,html}, pareto.png and delta_m.png into `results_dir` (the page
     embeds transfer_report.md and its figures when the folder has them), log the
-    W&B Table (mode: `wandb_mode`, else WANDB_MODE, else the suite's, else offline), and return
+    W&B Table (`tracking/wandb_table.py`; mode: `wandb_mode`, else WANDB_MODE, else the suite's, else
+    `tracking.wandb.resolve_mode`'s default), and return
     {"md", "csv", "html", "pareto", "delta_m", "label_efficiency"} -> path of the files written (a plot with nothing
     to draw is left out).
 

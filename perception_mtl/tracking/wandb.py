@@ -1,8 +1,8 @@
 """Weights & Biases backend: imported only when used, rank 0 only, never fatal.
 
-Mode: `wandb.mode` online / offline / disabled; unset means online when an API key is
-configured (WANDB_API_KEY or a netrc entry) and offline otherwise. Any W&B error becomes
-a warning and the backend switches itself off; training goes on.
+Mode: `wandb.mode` online / offline / disabled; unset means WANDB_MODE, else online when an API
+key is configured (WANDB_API_KEY or a netrc entry) and offline otherwise (`resolve_mode`). Any
+W&B error becomes a warning and the backend switches itself off; training goes on.
 """
 from __future__ import annotations
 
@@ -16,11 +16,16 @@ import numpy as np
 from perception_mtl.distributed import is_main
 
 
-def resolve_mode(mode: str | None) -> str:
+def resolve_mode(mode: str | None, default: str | None = None) -> str:
+    """The package's one W&B mode rule: `mode` (a run's `wandb.mode`, a tool's argument), else
+    WANDB_MODE, else `default` (a suite's `wandb.mode`, for its leaderboard), else online when an
+    API key is configured (WANDB_API_KEY or a netrc entry for api.wandb.ai), else offline."""
     if mode:
         return mode
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"]
+    if default:
+        return default
     if os.environ.get("WANDB_API_KEY"):
         return "online"
     try:
