@@ -50,34 +50,25 @@ def test_the_cli_ends_each_kind_with_its_line_and_exit_2(capsys, kind, label):
     assert exit_.value.code == 2 and capsys.readouterr().err == f"{label}: what is wrong\nwhat to do\n"
 
 
-@pytest.mark.parametrize("kind, label", KINDS, ids=[label for _, label in KINDS])
-def test_a_suite_run_failing_with_bad_input_is_not_retried(tiny_world, tmp_path, monkeypatch, capsys, kind, label):
+# (what train_run raises, the error failed.json records, the attempts made of 1 + 2 retries)
+RUN_FAILURES = [(kind, f"{label}: planted", 1) for kind, label in KINDS] + [(RuntimeError, "RuntimeError: planted", 3)]
+
+
+@pytest.mark.parametrize("kind, error, attempts", RUN_FAILURES, ids=[label for _, label in KINDS] + ["crash"])
+def test_a_suite_retries_a_crash_but_never_bad_input(tiny_world, tmp_path, monkeypatch, capsys, kind, error,
+                                                     attempts):
     calls = []
 
-    def bad(suite, run, results_dir):
+    def fail(suite, run, results_dir):
         calls.append(run.label)
         raise kind("planted\nadvice")
 
-    monkeypatch.setattr(job_module, "train_run", bad)
+    monkeypatch.setattr(job_module, "train_run", fail)
     with pytest.raises(RunsFailed):
         run_suite(_suite(tmp_path, tiny_world), tmp_path / "out", ["launcher.backend=sequential", "launcher.retries=2"])
     failed = json.loads((tmp_path / "out/runs/equal/seed0/failed.json").read_text())
-    assert calls == ["equal"] and failed["attempts"] == 1 and failed["error"] == f"{label}: planted"
-    assert f"attempt 1/3 failed ({label}: planted); FAILED" in capsys.readouterr().out
-
-
-def test_a_crash_is_retried(tiny_world, tmp_path, monkeypatch):
-    calls = []
-
-    def crash(suite, run, results_dir):
-        calls.append(run.label)
-        raise RuntimeError("planted crash")
-
-    monkeypatch.setattr(job_module, "train_run", crash)
-    with pytest.raises(RunsFailed):
-        run_suite(_suite(tmp_path, tiny_world), tmp_path / "out", ["launcher.backend=sequential", "launcher.retries=2"])
-    failed = json.loads((tmp_path / "out/runs/equal/seed0/failed.json").read_text())
-    assert len(calls) == 3 and failed["attempts"] == 3 and failed["error"] == "RuntimeError: planted crash"
+    assert calls == ["equal"] * attempts and failed["attempts"] == attempts and failed["error"] == error
+    assert f"attempt {attempts}/3 failed ({error}); FAILED" in capsys.readouterr().out
 
 
 def _corrupt_last_pt(tmp_path: Path, world: Path) -> tuple[Suite, Path]:
