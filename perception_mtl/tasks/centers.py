@@ -107,7 +107,7 @@ class CentreMetric(Metric):
             order = found["scores"].argsort(descending=True)
             scores, points = found["scores"][order], found["points"][order]
             distance = ((points[:, None] - truth[None]).abs() / found["cell"]).amax(-1)  # (P, M) in cells
-            free = torch.ones(len(truth), dtype=torch.bool)
+            free = torch.ones(len(truth), dtype=torch.bool, device=truth.device)
             bins = (scores * BINS).long().clamp(0, BINS - 1)
             for k in range(len(points)):
                 near = free & (distance[k] <= self.tolerance)
