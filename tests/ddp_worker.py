@@ -40,14 +40,14 @@ def train(world: Path, out: Path, spec: str) -> Trainer:
     cfg = tiny_config(world, out / spec, *DDP_EQUIVALENT, *spec_overrides(spec), "train.batch_size=2")
     trainer = Trainer(cfg)
     if spec.endswith("+resume"):
-        step = trainer.train_step
+        step = trainer.run_step
 
         def crash_at_third(batch: dict) -> dict:
             if trainer.step == 2:
                 raise Crash
             return step(batch)
 
-        trainer.train_step = crash_at_third
+        trainer.run_step = crash_at_third
         try:
             trainer.fit()
         except Crash:

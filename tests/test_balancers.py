@@ -194,7 +194,7 @@ def tiny_batch(tiny_world, tmp_path_factory):
 def test_every_balancer_steps_the_real_model(name, tiny_world, tiny_batch, tmp_path):
     trainer = Trainer(tiny_config(tiny_world, tmp_path, f"balancer.name={name}"))
     before = [p.detach().clone() for p in trainer.model.shared_parameters()]
-    stats = trainer.train_step(tiny_batch)
+    stats = trainer.run_step(tiny_batch)
     weights = {k: v for k, v in stats.items() if k.startswith("train/weight/")}
     assert set(weights) == {"train/weight/det", "train/weight/seg", "train/weight/depth"}, stats
     assert all(torch.isfinite(torch.tensor(list(stats.values())))), stats
@@ -226,7 +226,7 @@ def test_representation_space_upgrad_weights_on_the_real_model(tiny_world, tiny_
     jac = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(loss, feats, retain_graph=True)])
                        for loss in losses.values()]).double()
     expected = upgrad_weights((jac @ jac.T).numpy())
-    stats = trainer.train_step(tiny_batch)
+    stats = trainer.run_step(tiny_batch)
     got = np.array([stats[f"train/weight/{t}"] for t in losses])
     assert np.abs(expected - 1 / len(expected)).max() > 1e-3  # the projection acts: not the mean's weights
     np.testing.assert_allclose(got, expected, rtol=1e-4)  # torchjd adds reg_eps 1e-4 to the normalised Gramian

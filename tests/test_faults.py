@@ -186,7 +186,7 @@ def test_a_nonfinite_shared_gradient_is_skipped_and_counted(tiny_world, tmp_path
     trainer = Trainer(tiny_config(tiny_world, tmp_path / "a", "train.steps=2"))
     _nan_gradient(next(trainer.model.backbone.parameters()))
     with pytest.raises(NonFiniteGradientError, match="the combined gradient on the shared parameters"):
-        trainer.train_step(next(trainer._batches()))
+        trainer.run_step(next(trainer.batches()))
     skipper = Trainer(tiny_config(tiny_world, tmp_path / "b", "train.steps=2", "train.nonfinite=skip"))
     _nan_gradient(next(skipper.model.backbone.parameters()))
     before = [p.detach().clone() for p in skipper.model.parameters()]

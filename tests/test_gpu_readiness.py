@@ -157,13 +157,13 @@ def test_a_ddp_step_all_reduces_each_gradient_once_in_a_few_buckets(tiny_world, 
     from perception_mtl.engine.trainer import Trainer
 
     trainer = Trainer(tiny_config(tiny_world, tmp_path, "balancer.name=pcgrad", "train.steps=1"), hooks=[])
-    batch = move_batch(next(trainer._batches()), trainer.device)
+    batch = move_batch(next(trainer.batches()), trainer.device)
     reduced: list[torch.Tensor] = []
     monkeypatch.setattr(distributed, "active", lambda: True)
     monkeypatch.setattr(dist, "get_world_size", lambda group=None: 1)
     monkeypatch.setattr(dist, "get_rank", lambda group=None: 0)
     monkeypatch.setattr(dist, "all_reduce", lambda t, op=None, group=None: reduced.append(t))
-    trainer.train_step(batch)
+    trainer.run_step(batch)
     floats = [t for t in reduced if t.dtype == torch.float32]
     shared = sum(p.numel() for p in trainer.model.shared_parameters() if p.requires_grad)
     own = sum(p.numel() for t in trainer.tasks for p in trainer.model.task_parameters(t))
@@ -193,7 +193,7 @@ def test_bench_balancers_steps_on_the_trainers_device(tiny_world, monkeypatch, c
 
 
 def test_the_bench_clock_waits_for_the_gpu(monkeypatch):
-    from perception_mtl.benchmark.clock import now
+    from perception_mtl.engine.clock import now
 
     waited: list = []
     monkeypatch.setattr(torch.cuda, "synchronize", waited.append)

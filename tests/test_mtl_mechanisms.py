@@ -12,6 +12,7 @@ import torch
 from perception_mtl.analysis.leaderboard import write_leaderboard
 from perception_mtl.benchmark.suite import Suite
 from perception_mtl.data.collate import collate
+from perception_mtl.engine.hooks import Evaluation
 from perception_mtl.engine.schedule import TaskSchedule
 from perception_mtl.data.partial import fraction_of
 from perception_mtl.engine.trainer import Trainer
@@ -119,7 +120,7 @@ def test_semantic_edges_mark_class_boundaries_and_ignore_unlabelled():
 def test_early_stopping_freezes_exactly_the_stopped_head_and_restores_its_best(tiny_world, tmp_path):
     trainer = Trainer(tiny_config(tiny_world, tmp_path, "tasks=[seg,depth]", "train.early_stopping.patience=1",
                                   "train.steps=3"))
-    stop = trainer.early_stopping
+    stop = next(h for h in trainer.hooks if isinstance(h, Evaluation)).early_stopping
     stop.update({"seg/mIoU": 0.5, "depth/abs_rel": 0.3}, trainer.model, step=0)
     best_seg = [p.clone() for p in trainer.model.heads["seg"].parameters()]
     trainer.step = 1
@@ -129,12 +130,12 @@ def test_early_stopping_freezes_exactly_the_stopped_head_and_restores_its_best(t
             p.add_(1.0)
     before = {n: p.clone() for n, p in trainer.model.named_parameters()}
     batch = collate([trainer.train_set[i] for i in range(3)])
-    stats = trainer.train_step(batch)
+    stats = trainer.run_step(batch)
     assert "train/loss/seg" not in stats and "train/loss/depth" in stats
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and not any(n.startswith("heads.seg.") for n in changed)
     assert any(n.startswith("heads.depth.") for n in changed) and any(n.startswith("backbone.") for n in changed)
-    state = trainer.state()["early_stopping"]
+    state = trainer.state_dict()["hooks"]["Evaluation"]["early_stopping"]
     assert state["stopped"] == {"seg": 1}
     stop.restore_best(trainer.model)
     for p, best in zip(trainer.model.heads["seg"].parameters(), best_seg):

@@ -85,11 +85,11 @@ def test_mixed_run_trains_and_evaluates_each_dataset_on_its_tasks(tiny_world, tm
 def test_every_balancer_steps_when_a_task_is_missing_from_the_batch(tiny_world, tmp_path, name):
     cfg = tiny_config(tiny_world, tmp_path / name, "tasks=[seg,depth]", f"balancer.name={name}")
     trainer = Trainer(cfg)
-    batch = next(trainer._batches())
+    batch = next(trainer.batches())
     partial = {**batch, "has": {"seg": batch["has"]["seg"], "depth": torch.zeros_like(batch["has"]["depth"])}}
     for b in (batch, partial, batch, partial):  # full, then depth absent, in turn
         before = [p.detach().clone() for p in trainer.model.shared_parameters()]
-        stats = trainer.train_step(b)
+        stats = trainer.run_step(b)
         trainer.step += 1
         assert stats, f"{name} skipped a step"
         weights = {k: v for k, v in stats.items() if k.startswith("train/weight/")}
@@ -102,14 +102,14 @@ def test_every_balancer_steps_when_a_task_is_missing_from_the_batch(tiny_world, 
 def test_a_batch_without_any_active_label_passes_the_step_and_is_counted(tiny_world, tmp_path):
     cfg = tiny_config(tiny_world, tmp_path / "none", "tasks=[seg]")
     trainer = Trainer(cfg)
-    batch = next(trainer._batches())
+    batch = next(trainer.batches())
     empty = {**batch, "has": {"seg": torch.zeros_like(batch["has"]["seg"])}}
     before = [p.detach().clone() for p in trainer.model.parameters()]
     lr = trainer.scheduler.get_last_lr()[0]
-    assert trainer.train_step(empty) == {}
+    assert trainer.run_step(empty) == {}
     assert trainer.unlabelled == 1 and trainer.scheduler.get_last_lr()[0] != lr
     assert all(torch.equal(p, q) for p, q in zip(before, trainer.model.parameters()))
-    assert trainer.state()["unlabelled"] == 1
+    assert trainer.state_dict()["unlabelled"] == 1
 
 
 def test_cityscapes_polygon_boxes_follow_the_official_polygons(tiny_world, tmp_path):

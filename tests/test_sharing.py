@@ -83,7 +83,7 @@ def test_every_scheme_trains_under_balancers(tiny_world, tmp_path, sharing, extr
                                                             for t in ("seg", "depth")}}
     before, loss_before = {k: snapshot(params()) for k, params in parts.items()}, total_loss()
     for _ in range(2):
-        trainer.train_step(batch)
+        trainer.run_step(batch)
     loss_after = total_loss()
     for part, params in parts.items():
         after = list(params())

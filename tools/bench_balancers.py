@@ -42,7 +42,7 @@ from perception_mtl.balancing.scale import scale_safe  # noqa: E402
 from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
-from perception_mtl.benchmark.clock import now  # noqa: E402
+from perception_mtl.engine.clock import now  # noqa: E402
 from perception_mtl.data.collate import collate, move_batch  # noqa: E402
 from perception_mtl.engine.builders import load_config  # noqa: E402
 from perception_mtl.engine.trainer import Trainer  # noqa: E402
@@ -82,8 +82,7 @@ def install(trainer: Trainer, variant: str, model_state: dict) -> None:
     defaults = load_config(None, [f"balancer.name={name}"]).balancer.params
     trainer.model.load_state_dict(model_state)
     trainer.balancer = build_balancer(name, list(trainer.tasks), {**defaults, **params}).to(trainer.device)
-    trainer.optimizer = torch.optim.AdamW(trainer._param_groups(), lr=trainer.cfg.optim.lr)
-    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, trainer._lr_factor)
+    trainer.reset_optimizer()
 
 
 def peak_memory(variant: str, overrides: list[str]) -> float:
@@ -99,7 +98,7 @@ def child(variant: str, overrides: list[str]) -> None:
         batch = move_batch(collate([trainer.train_set[i] for i in range(trainer.cfg.train.batch_size)]), trainer.device)
         install(trainer, variant, copy.deepcopy(trainer.model.state_dict()))
         for _ in range(2):
-            trainer.train_step(batch)
+            trainer.run_step(batch)
     print(json.dumps({"peak_mib": _peak_mib()}))
 
 
@@ -213,7 +212,7 @@ def main() -> None:
                 for variant in runs:
                     install(trainer, variant, state)
                     tic = now(trainer.device)
-                    trainer.train_step(batch)
+                    trainer.run_step(batch)
                     if r >= args.warmup:
                         times[variant].append(now(trainer.device) - tic)
                     bar.update()

@@ -24,7 +24,7 @@ from perception_mtl.benchmark.record import latency_ms  # noqa: E402
 from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
-from perception_mtl.benchmark.clock import now  # noqa: E402
+from perception_mtl.engine.clock import now  # noqa: E402
 from perception_mtl.data.collate import collate, move_batch  # noqa: E402
 from perception_mtl.engine.builders import load_config  # noqa: E402
 from perception_mtl.engine.trainer import Trainer  # noqa: E402
@@ -61,7 +61,7 @@ def main() -> int:
                 for s, trainer in trainers.items():
                     trainer.model.train()
                     tic = now(trainer.device)
-                    trainer.train_step(batch)
+                    trainer.run_step(batch)
                     if r >= args.warmup:
                         step[s].append(now(trainer.device) - tic)
                         latency[s].append(latency_ms(trainer.model, tuple(cfg.data.size), repeats=5))

@@ -2,9 +2,10 @@
 
     python tools/bench_speed.py [--steps 20] [--eval-frames 96] [--vs key=value ...] [key=value ...]
 
-Builds the run of `configs/default.yaml` (plus overrides), times `--steps` real training steps
-(after 3 warm-up steps) and splits each into data wait, backbone, neck, each head, losses,
-balancer backward, and clip + optimizer. The lower bound is the model's forward + backward of
+Builds the run of `configs/default.yaml` (plus overrides), runs the trainer's own loop for 3 warm-up
+and `--steps` timed steps with `engine/step_timer.StepTimer` as its one hook, and splits each step
+into data wait, forward + losses (backbone, neck, each head), backward (balancer, gradient sync,
+clip), and optimizer + after-step. The lower bound is the model's forward + backward of
 the summed losses on one batch already in memory; the ratio step / bound says how much the
 loop adds. Evaluation throughput is `evaluate_parts` over `--eval-frames` val frames, decoding
 and metrics included, as `tools/evaluate.py` runs it. With `--vs`, a second configuration (the
@@ -14,79 +15,23 @@ Run it on an idle machine: another torch job on the same cores distorts every fi
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from perception_mtl.benchmark.clock import now  # noqa: E402
+from perception_mtl.engine.clock import now  # noqa: E402
 from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
 from perception_mtl.config import ConfigError  # noqa: E402
 from perception_mtl.data.files import DatasetError  # noqa: E402
 from perception_mtl.engine.builders import load_config  # noqa: E402
 from perception_mtl.engine.evaluator import evaluate_parts  # noqa: E402
+from perception_mtl.engine.step_timer import STEP_PARTS, StepTimer, lower_bound  # noqa: E402
 from perception_mtl.engine.trainer import Trainer  # noqa: E402
 
-
-class Clock:
-    """Sums wall time per named part; module hooks time forwards."""
-
-    def __init__(self, device: torch.device):
-        self.device = device  # on a GPU every reading waits for the queued kernels
-        self.parts: dict[str, list[float]] = {}
-        self._start: dict[str, float] = {}
-
-    def add(self, name: str, seconds: float) -> None:
-        self.parts.setdefault(name, []).append(seconds)
-
-    @contextmanager
-    def time(self, name: str):
-        start = now(self.device)
-        yield
-        self.add(name, now(self.device) - start)
-
-    def hook(self, module: torch.nn.Module, name: str) -> None:
-        module.register_forward_pre_hook(lambda *_: self._start.__setitem__(name, now(self.device)))
-        module.register_forward_hook(lambda *_: self.add(name, now(self.device) - self._start[name]))
-
-    def median(self, name: str) -> float:
-        return statistics.median(self.parts[name])
-
-
-def step_breakdown(trainer: Trainer, steps: int, warmup: int = 3) -> tuple[Clock, float]:
-    """Time `steps` training steps part by part; -> (clock, lower bound in s)."""
-    clock, model = Clock(trainer.device), trainer.model
-    clock.hook(model.backbone, "backbone")
-    if getattr(model, "shared_neck", False):
-        clock.hook(model.neck, "neck")
-    for t, head in model.heads.items():
-        clock.hook(head, f"head/{t}")
-    batches = trainer._batches()
-    for i in range(warmup + steps):
-        with clock.time("data wait"):
-            batches, batch = trainer._next_batch(batches)
-        with clock.time("forward + losses"):
-            features, losses = trainer.forward_losses(batch)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        with clock.time("balancer backward"):
-            trainer.balancer.backward(losses, features, model)
-        with clock.time("clip + optimizer"):
-            torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.cfg.optim.clip_grad)
-            trainer.optimizer.step()
-            trainer.scheduler.step()
-        if i + 1 == warmup:  # drop the warm-up steps
-            clock.parts.clear()
-    bound = []
-    for _ in range(5):
-        start = now(trainer.device)
-        sum(trainer.losses(batch).values()).backward()
-        bound.append(now(trainer.device) - start)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    return clock, statistics.median(bound[1:])
+WARMUP = 3  # steps left out of the medians
 
 
 def eval_speed(trainer: Trainer, frames: int) -> float:
@@ -101,12 +46,14 @@ def eval_speed(trainer: Trainer, frames: int) -> float:
 
 def measure(overrides: list[str], steps: int, eval_frames: int, out: Path) -> dict[str, float]:
     """Breakdown, bound and throughputs of the default config with `overrides`; prints the table."""
-    cfg = load_config(None, [*overrides, "wandb.mode=disabled", f"output_dir={out}"])
-    trainer = Trainer(cfg)
-    clock, bound = step_breakdown(trainer, steps)
+    cfg = load_config(None, [*overrides, "wandb.mode=disabled", f"output_dir={out}", f"train.steps={WARMUP + steps}"])
+    clock = StepTimer(WARMUP)
+    trainer = Trainer(cfg, hooks=[clock])  # the real loop and step, with only the timer as a hook
+    trainer.fit()
+    bound = lower_bound(trainer, clock.last_batch)
     forward_parts = [n for n in clock.parts if n == "backbone" or n == "neck" or n.startswith("head/")]
-    main = ["data wait", "forward + losses", "balancer backward", "clip + optimizer"]
-    step = sum(clock.median(n) for n in main)
+    main = list(STEP_PARTS)
+    step = clock.step()
     print(f"\n== {' '.join(overrides) or 'default config'} (batch {cfg.train.batch_size}, {cfg.data.size[0]}x"
           f"{cfg.data.size[1]}, {torch.get_num_threads()} threads, {cfg.data.workers} data workers)")
     print(f"{'part':<22}{'median ms':>10}{'% of step':>11}")

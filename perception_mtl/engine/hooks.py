@@ -1,50 +1,25 @@
-"""What hangs off the training loop, as hooks (detectron2's `HookBase` pattern).
-
-The trainer calls, in this order, every hook of `default_hooks` in list order:
-  before_train(trainer)                     once, before the first step of this call to fit()
-  before_backward(trainer, losses, features, batch)
-                                            each step, with the task losses' graph alive (and the
-                                            model's shared features, `models/features.py`): may add
-                                            statistics of that graph (gradient probe, TAG affinity)
-  after_step(trainer, batch, stats)         each step, after the optimizer step and `trainer.step += 1`
-  after_train(trainer)                      once, after the last step
-The order of `default_hooks` is the order of a step's side effects: log, evaluate (and keep
-best.pt, stop tasks early), save last.pt; at the end restore early-stopped tasks, plot.
+"""The hooks the default trainer runs (engine/self.trainer.py), in this order, which is the order of a
+step's side effects: probe the graph, log, evaluate (keeping best.pt, stopping tasks early), save
+last.pt; at the end restore early-stopped tasks, plot. Each keeps its own state; the base class and
+the points it is called at are in engine/loop.py.
 """
 from __future__ import annotations
 
+import math
 import time
-from typing import TYPE_CHECKING
 
-import torch
 from tqdm import tqdm
 
 from perception_mtl import distributed
 from perception_mtl.balancing.gradients import probe
 from perception_mtl.engine.affinity import lookahead_affinity
+from perception_mtl.engine.early_stopping import TaskEarlyStopping
+from perception_mtl.engine.evaluator import evaluate_parts
+from perception_mtl.engine.loop import Hook, Losses
+from perception_mtl.metric_key import MetricKey
 from perception_mtl.models.features import Features
+from perception_mtl.tracking.media import media_panels
 from perception_mtl.tracking.plots import plot_run
-
-if TYPE_CHECKING:  # annotations only: the trainer imports this module
-    from perception_mtl.engine.trainer import Trainer
-
-Losses = dict[str, torch.Tensor]
-
-
-class Hook:
-    """A no-op at every point; subclasses override what they need."""
-
-    def before_train(self, trainer: Trainer) -> None:
-        pass
-
-    def before_backward(self, trainer: Trainer, losses: Losses, features: Features, batch: dict) -> dict[str, float]:
-        return {}
-
-    def after_step(self, trainer: Trainer, batch: dict, stats: dict[str, float]) -> None:
-        pass
-
-    def after_train(self, trainer: Trainer) -> None:
-        pass
 
 
 def due(step: int, every: int, last: int | None = None) -> bool:
@@ -55,21 +30,21 @@ def due(step: int, every: int, last: int | None = None) -> bool:
 class GradientProbe(Hook):
     """Per-task gradient norms, cosines and magnitude similarity at the log steps."""
 
-    def before_backward(self, trainer: Trainer, losses: Losses, features: Features, batch: dict) -> dict[str, float]:
-        if len(losses) < 2 or not due(trainer.step + 1, trainer.cfg.train.log_every):
+    def before_backward(self, losses: Losses, features: Features, batch: dict) -> dict[str, float]:
+        if len(losses) < 2 or not due(self.trainer.step + 1, self.trainer.cfg.train.log_every):
             return {}
-        return {f"train/{k}": v for k, v in probe(losses, features, trainer.model).items()}
+        return {f"train/{k}": v for k, v in probe(losses, features, self.trainer.model).items()}
 
 
 class AffinityProbe(Hook):
     """TAG's lookahead inter-task affinity every `train.affinity_every` steps."""
 
-    def before_backward(self, trainer: Trainer, losses: Losses, features: Features, batch: dict) -> dict[str, float]:
-        if len(losses) < 2 or not due(trainer.step + 1, trainer.cfg.train.affinity_every):
+    def before_backward(self, losses: Losses, features: Features, batch: dict) -> dict[str, float]:
+        if len(losses) < 2 or not due(self.trainer.step + 1, self.trainer.cfg.train.affinity_every):
             return {}
         active = list(losses)
-        affinity = lookahead_affinity(trainer.model, losses, lambda: trainer.losses(batch, active),
-                                      trainer.scheduler.get_last_lr()[0])
+        affinity = lookahead_affinity(self.trainer.model, losses, lambda: self.trainer.losses(batch, active),
+                                      self.trainer.scheduler.get_last_lr()[0])
         return {f"train/{k}": v for k, v in affinity.items()}
 
 
@@ -77,57 +52,101 @@ class Logging(Hook):
     """Progress bar every step; training statistics (with throughput, lr and step counts) every
     `train.log_every` steps and at the last."""
 
-    def before_train(self, trainer: Trainer) -> None:
-        self.bar = tqdm(total=trainer.cfg.train.steps, initial=trainer.step, desc="training", unit="step",
+    def before_train(self) -> None:
+        self.bar = tqdm(total=self.trainer.cfg.train.steps, initial=self.trainer.step, desc="training", unit="step",
                         disable=not distributed.is_main())
         self.tic, self.seen = time.perf_counter(), 0
 
-    def after_step(self, trainer: Trainer, batch: dict, stats: dict[str, float]) -> None:
+    def after_step(self, batch: dict, stats: dict[str, float]) -> None:
         self.seen += batch["image"].shape[0]
         self.bar.update()
         self.bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in stats.items() if "/loss/" in k})
-        if due(trainer.step, trainer.cfg.train.log_every, trainer.cfg.train.steps):
+        if due(self.trainer.step, self.trainer.cfg.train.log_every, self.trainer.cfg.train.steps):
             stats["train/images_per_s"] = self.seen / (time.perf_counter() - self.tic)
-            stats["train/lr"] = trainer.scheduler.get_last_lr()[0]
-            stats["train/skipped_steps"] = trainer.skipped
-            stats["train/unlabelled_steps"] = trainer.unlabelled
-            stats["train/unreadable_frames"] = trainer.unreadable
-            trainer.log(stats)
+            stats["train/lr"] = self.trainer.scheduler.get_last_lr()[0]
+            stats["train/skipped_steps"] = self.trainer.skipped
+            stats["train/unlabelled_steps"] = self.trainer.unlabelled
+            stats["train/unreadable_frames"] = self.trainer.unreadable
+            self.trainer.log(stats)
             self.tic, self.seen = time.perf_counter(), 0
 
-    def after_train(self, trainer: Trainer) -> None:
+    def after_train(self) -> None:
         self.bar.close()
 
 
 class Evaluation(Hook):
-    """Evaluate every `train.eval_every` steps and at the last (keeping best.pt, stopping tasks
-    early); at the end, bring back early-stopped tasks' best parameters and evaluate again."""
+    """Evaluate every `train.eval_every` steps and at the last; keep best.pt (the best
+    `train.best_metric` so far) and stop tasks early (`train.early_stopping`); at the end, bring
+    back early-stopped tasks' best parameters and evaluate again. Its state: the best score and the
+    early-stopping record."""
 
-    def after_step(self, trainer: Trainer, batch: dict, stats: dict[str, float]) -> None:
-        if due(trainer.step, trainer.cfg.train.eval_every, trainer.cfg.train.steps):
-            trainer.metrics = trainer.evaluate_and_track()
+    def attach(self) -> None:
+        t = self.trainer
+        self.best = -math.inf
+        self.early_stopping = TaskEarlyStopping(t.tasks, t.cfg.train.early_stopping.patience,
+                                                dict(t.cfg.train.early_stopping.metrics))
 
-    def after_train(self, trainer: Trainer) -> None:
-        if trainer.early_stopping.stopped:
-            trainer.early_stopping.restore_best(trainer.model)
-            trainer.metrics = trainer.evaluate_and_track(final=True)
+    def after_step(self, batch: dict, stats: dict[str, float]) -> None:
+        if due(self.trainer.step, self.trainer.cfg.train.eval_every, self.trainer.cfg.train.steps):
+            self.trainer.metrics = self.evaluate()
+
+    def after_train(self) -> None:
+        if self.early_stopping.stopped:
+            self.early_stopping.restore_best(self.trainer.model)
+            self.trainer.metrics = self.evaluate(final=True)
+
+    def evaluate(self, final: bool = False) -> dict[str, float]:
+        """Evaluate on val, log, keep best.pt; early-stop tasks (unless `final`: after the best
+        parameters of stopped tasks came back)."""
+        t = self.trainer
+        results, first = evaluate_parts(t.model, t.tasks, t.val, tuple(t.cfg.data.size), keep_first=True)
+        t.log({f"val/{k}": v for k, v in results.items()})
+        if first is not None and t.cfg.wandb.images > 0:
+            t.wandb.images("val/predictions", media_panels(*first, t.cfg.wandb.images, t.tasks), t.step)
+        if self.early_stopping.enabled and not final:
+            for task in self.early_stopping.update(results, t.model, t.step):
+                tqdm.write(f"step {t.step}: task {task} stops early ({self.early_stopping.metric[task]} did not "
+                           f"improve for {self.early_stopping.patience} evaluations); its best parameters return "
+                           "at the end")
+                t.log({f"train/event/stopped/{task}": float(t.step)})
+        key = t.cfg.train.best_metric
+        if key in results:
+            k = MetricKey.parse(key)
+            score = results[key] if t.tasks[k.task].directions[k.metric] else -results[key]
+            if score > self.best:
+                self.best = score
+                t.save("best.pt", {"model": t.model.state_dict(), "step": t.step, "best": score,
+                                   "config": t.state_config()})  # enough to evaluate or export it
+        return results
+
+    def stopped_tasks(self) -> set[str]:
+        return set(self.early_stopping.stopped)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "early_stopping": self.early_stopping.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:  # a last.pt saved without this hook: nothing evaluated yet
+            self.best = state["best"]
+            self.early_stopping.load_state_dict(state["early_stopping"], self.trainer.model)
 
 
 class Checkpointing(Hook):
-    """Save last.pt every `train.checkpoint_every` steps and at the last."""
+    """Save last.pt (the loop's whole state) every `train.checkpoint_every` steps and at the last."""
 
-    def after_step(self, trainer: Trainer, batch: dict, stats: dict[str, float]) -> None:
-        if due(trainer.step, trainer.cfg.train.checkpoint_every, trainer.cfg.train.steps):
-            trainer.save("last.pt")
+    def after_step(self, batch: dict, stats: dict[str, float]) -> None:
+        if due(self.trainer.step, self.trainer.cfg.train.checkpoint_every, self.trainer.cfg.train.steps):
+            self.trainer.save("last.pt", self.trainer.state_dict())
 
 
 class Plots(Hook):
     """Loss, weight and validation curves in the run folder at the end."""
 
-    def after_train(self, trainer: Trainer) -> None:
+    def after_train(self) -> None:
         if distributed.is_main():
-            plot_run(trainer.run_dir)
+            plot_run(self.trainer.run_dir)
 
 
 def default_hooks() -> list[Hook]:
+    """The default trainer's hooks, in the order of a step's side effects."""
     return [GradientProbe(), AffinityProbe(), Logging(), Evaluation(), Checkpointing(), Plots()]
