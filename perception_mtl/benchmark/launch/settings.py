@@ -8,7 +8,8 @@ backend table, `BACKENDS`: each valid `backend` name and the factory that builds
 
 Command-line overrides (`launcher.backend=local launcher.workers=2`) go over the suite's keys.
 Unset `backend`: `local` when the suite trains on a GPU (a process per run, one worker per visible
-GPU, each worker its own GPU: launch/gpus.py), else `DEFAULT_CPU_BACKEND` (README "Running suites in parallel and on SLURM": the measurement that picks it).
+GPU, each worker its own GPU: launch/gpus.py), else `DEFAULT_CPU_BACKEND` (docs/CLUSTERS.md,
+"Running suites in parallel and on SLURM": the measurement that picks it).
 
 A new backend is a module of `launch/` with a class whose `attempt(job)` returns None or a
 `Failure`, and a factory in `BACKENDS`; factories import their module when called, so submitit is
@@ -168,7 +169,7 @@ def make_submitit(launcher: LauncherConfig, logs: Path, name: str) -> Backend:
 
 
 # launcher.backend -> the factory of its backend: (launcher, logs folder, suite name) -> Backend
-# (ray: not installed, see README "Running suites in parallel")
+# (ray: not installed, see docs/CLUSTERS.md)
 BACKENDS: dict[str, Callable[[LauncherConfig, Path, str], Backend]] = {
     "sequential": make_sequential, "local": make_local, "submitit": make_submitit}
 
@@ -177,7 +178,7 @@ def backend_factory(backend: str) -> Callable[[LauncherConfig, Path, str], Backe
     """The factory of `backend` in BACKENDS; a ConfigError listing the valid names for any other."""
     if backend not in BACKENDS:
         raise ConfigError(f"launcher.backend={backend!r} is not valid; choose from {list(BACKENDS)} "
-                          "(ray is not supported: README 'Running suites in parallel')")
+                          "(ray is not supported: docs/CLUSTERS.md)")
     return BACKENDS[backend]
 
 
