@@ -13,7 +13,7 @@ import functools
 import sys
 from typing import Callable, TypeVar
 
-from perception_mtl.errors import OutputError, bad_input_message
+from perception_mtl.core.errors import OutputError, bad_input_message
 
 F = TypeVar("F", bound=Callable[..., object])
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers import tiny_config  # noqa: E402
-from perception_mtl import distributed  # noqa: E402
+from perception_mtl.core import distributed  # noqa: E402
 from perception_mtl.engine.trainer import Trainer  # noqa: E402
 
 # every task loss is a mean of per-sample losses and no layer mixes samples (LayerNorm/GroupNorm,

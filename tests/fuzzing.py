@@ -13,7 +13,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from perception_mtl.cli import exits_2_on_bad_input
-from perception_mtl.errors import BAD_INPUT
+from perception_mtl.core.errors import BAD_INPUT
 
 KIND_LINE = re.compile(rf"^({'|'.join(BAD_INPUT.values())}): \S")
 HANG_S = 120  # one example taking longer than this is a hang (the slowest, a 1-step training, takes ~5 s)

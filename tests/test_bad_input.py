@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from perception_mtl.config import ConfigError, _valid_keys, structured
+from perception_mtl.core.config import ConfigError, _valid_keys, structured
 from perception_mtl.data.cityscapes import TIMES, WEATHERS, CityscapesDataset, DatasetError
 from perception_mtl.data.det_classes import CLASS_SETS
 from perception_mtl.data.labels import DET_CLASSES

@@ -21,7 +21,7 @@ from perception_mtl.balancing.aggregators import CR_MOGM_BASES, METHODS
 from perception_mtl.balancing.base import Balancer
 from perception_mtl.balancing.graddrop import GradDropBalancer
 from perception_mtl.balancing.uncertainty import FORMS
-from perception_mtl.config import ConfigError
+from perception_mtl.core.config import ConfigError
 from perception_mtl.data.collate import collate
 from perception_mtl.engine.builders import load_config
 from perception_mtl.engine.trainer import Trainer

@@ -16,7 +16,7 @@ import torch
 
 from perception_mtl.analysis.transfer import transfer_tests, write_transfer_report
 from perception_mtl.benchmark.suite import Suite
-from perception_mtl.config import ConfigError
+from perception_mtl.core.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from perception_mtl.errors import original_message
+from perception_mtl.core.errors import original_message
 from perception_mtl.data.files import DatasetError
 from perception_mtl.engine.trainer import Trainer
 

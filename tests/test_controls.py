@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from helpers import tiny_config
 from perception_mtl.analysis.controls import check, write_controls
 from perception_mtl.benchmark.suite import Suite
-from perception_mtl.config import ConfigError
+from perception_mtl.core.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

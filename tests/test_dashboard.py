@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("wandb_workspaces")
 
-from perception_mtl.config import ConfigError  # noqa: E402
+from perception_mtl.core.config import ConfigError  # noqa: E402
 from perception_mtl.tracking import dashboard  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from perception_mtl import distributed
-from perception_mtl.config import ConfigError
+from perception_mtl.core import distributed
+from perception_mtl.core.config import ConfigError
 from perception_mtl.data.collate import move_batch
 from perception_mtl.data.sampling import StepSampler
 from perception_mtl.engine.trainer import Trainer

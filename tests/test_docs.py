@@ -231,7 +231,7 @@ def check_settings(tool: str, ns: argparse.Namespace, monkeypatch: pytest.Monkey
 
 
 def check_python(tokens: list[str], command: Command, monkeypatch: pytest.MonkeyPatch) -> None:
-    from perception_mtl.config import ConfigError
+    from perception_mtl.core.config import ConfigError
 
     if tokens[1:3] == ["-m", "pytest"] or tokens[0] == "pytest":
         args = tokens[3:] if tokens[0] == "python" else tokens[1:]

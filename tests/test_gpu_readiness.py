@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchmetrics import Metric
 
-from perception_mtl import distributed
+from perception_mtl.core import distributed
 from perception_mtl.engine import evaluator
 from perception_mtl.engine.builders import build_tasks
 from perception_mtl.tasks import TASKS

@@ -25,7 +25,7 @@ from perception_mtl.benchmark.launch.settings import (LauncherConfig, job_parame
 from perception_mtl.benchmark.launch.submitit_backend import executor
 from perception_mtl.benchmark.runner import RunsFailed, run_suite
 from perception_mtl.benchmark.suite import Suite
-from perception_mtl.config import ConfigError
+from perception_mtl.core.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

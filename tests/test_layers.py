@@ -21,7 +21,7 @@ import pytest
 import torch
 from torch import nn
 
-from perception_mtl.config import merge_config
+from perception_mtl.core.config import merge_config
 from perception_mtl.models.per_task import PerTaskModel
 from perception_mtl.tasks import TASKS
 
@@ -144,8 +144,8 @@ def test_each_layer_imports_only_layers_below():
 
 
 @pytest.mark.parametrize("module, allowed", [
-    ("perception_mtl.config", {"perception_mtl.errors", "perception_mtl.config_hints"}),
-    ("perception_mtl.distributed", {"perception_mtl.errors"}),
+    ("perception_mtl.core.config", {"perception_mtl.core.errors", "perception_mtl.core.config_hints"}),
+    ("perception_mtl.core.distributed", {"perception_mtl.core.errors"}),
 ])
 def test_leaves_import_only_leaves(module, allowed):
     """The schema and the distributed helpers need nothing of the registries, models or engine."""

@@ -104,7 +104,7 @@ def test_every_balancer_runs_on_the_device(parts, name):
 def test_the_trainer_leaves_no_parameter_or_buffer_on_the_cpu(tiny_world, tmp_path, monkeypatch, balancer):
     """Trainer(train.device=<the device>): model, balancer (uncertainty's log_var, IMTL-L's
     log_scale, DWA's history) and what the optimizer steps all live on the device."""
-    from perception_mtl import distributed
+    from perception_mtl.core import distributed
     from perception_mtl.engine.trainer import Trainer
 
     monkeypatch.setattr(distributed, "resolve_device", lambda name: DEVICE)
@@ -124,7 +124,7 @@ def test_a_run_trains_and_evaluates_on_the_device(tiny_world, tmp_path, monkeypa
     replaced by a null context (train.amp is off)."""
     import contextlib
 
-    from perception_mtl import distributed
+    from perception_mtl.core import distributed
     from perception_mtl.engine.trainer import Trainer
 
     monkeypatch.setattr(distributed, "resolve_device", lambda name: DEVICE)

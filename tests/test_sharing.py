@@ -10,7 +10,7 @@ import torch
 from torchjd.aggregation import Mean
 
 from perception_mtl.balancing.aggregators import AggregatorBalancer
-from perception_mtl.config import ConfigError
+from perception_mtl.core.config import ConfigError
 from perception_mtl.data.collate import collate
 from perception_mtl.engine.builders import build_model, build_tasks
 from perception_mtl.engine.trainer import Trainer

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from perception_mtl import distributed
+from perception_mtl.core import distributed
 
 TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 

@@ -8,7 +8,7 @@ import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 
-from perception_mtl.config import ConfigError
+from perception_mtl.core.config import ConfigError
 from perception_mtl.data.labels import IGNORE
 from perception_mtl.engine.builders import build_model, load_config
 from perception_mtl.models.backbone import Backbone

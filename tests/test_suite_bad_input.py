@@ -13,7 +13,7 @@ from perception_mtl.benchmark.launch.job import Job, execute_in_job
 from perception_mtl.benchmark.runner import RunsFailed, run_suite
 from perception_mtl.benchmark.suite import Suite
 from perception_mtl.cli import exits_2_on_bad_input
-from perception_mtl.errors import BAD_INPUT
+from perception_mtl.core.errors import BAD_INPUT
 
 pytestmark = pytest.mark.usefixtures("quiet_wandb")
 KINDS = sorted(BAD_INPUT.items(), key=lambda item: item[1])

@@ -22,7 +22,7 @@ from perception_mtl.data.world.render import camera_normals
 from perception_mtl.engine.evaluator import evaluate_parts
 from perception_mtl.engine.prediction_files import PredictionWriter
 from perception_mtl.engine.trainer import Trainer
-from perception_mtl.metric_key import MetricKey
+from perception_mtl.core.metric_key import MetricKey
 from perception_mtl.tasks import TASKS
 from perception_mtl.tasks.base import Task
 from perception_mtl.tasks.normals import Normals, NormalsMetric, read_normals

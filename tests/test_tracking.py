@@ -94,7 +94,7 @@ def test_wandb_failure_is_a_warning_not_a_crash(wandb_env, tiny_world, tmp_path,
 def test_logger_survives_a_failing_log_call(wandb_env, tmp_path):
     from omegaconf import OmegaConf
 
-    from perception_mtl.config import WandbConfig
+    from perception_mtl.core.config import WandbConfig
 
     logger = WandbLogger(OmegaConf.structured(WandbConfig(mode="disabled")), str(tmp_path), {})
 

@@ -10,7 +10,7 @@ import timm
 import torch
 from PIL import Image
 
-from perception_mtl.config import ConfigError
+from perception_mtl.core.config import ConfigError
 from perception_mtl.engine.builders import load_config
 from perception_mtl.engine.trainer import Trainer
 from perception_mtl.models.backbone import Backbone

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
-from perception_mtl.config import ConfigError  # noqa: E402
+from perception_mtl.core.config import ConfigError  # noqa: E402
 from perception_mtl.engine.builders import load_config  # noqa: E402
 from perception_mtl.models.backbone import Backbone  # noqa: E402
 from perception_mtl.models.heads.decoders import DECODERS, build_dense_head  # noqa: E402

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from perception_mtl.benchmark.suite_checks import method_label  # noqa: E402
-from perception_mtl.config import ConfigError  # noqa: E402
+from perception_mtl.core.config import ConfigError  # noqa: E402
 
 
 def reduced_suite(path: Path, methods: list[str] | None, seeds: list[int] | None, steps: int | None) -> dict:

@@ -22,7 +22,7 @@ from tqdm import tqdm  # noqa: E402
 
 from perception_mtl.benchmark.record import latency_ms  # noqa: E402
 from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
-from perception_mtl.config import ConfigError  # noqa: E402
+from perception_mtl.core.config import ConfigError  # noqa: E402
 from perception_mtl.data.cityscapes import DatasetError  # noqa: E402
 from perception_mtl.engine.clock import now  # noqa: E402
 from perception_mtl.data.collate import collate, move_batch  # noqa: E402

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from perception_mtl.engine.clock import now  # noqa: E402
 from perception_mtl.cli import exits_2_on_bad_input  # noqa: E402
-from perception_mtl.config import ConfigError  # noqa: E402
+from perception_mtl.core.config import ConfigError  # noqa: E402
 from perception_mtl.data.files import DatasetError  # noqa: E402
 from perception_mtl.engine.builders import load_config  # noqa: E402
 from perception_mtl.engine.evaluator import evaluate_parts  # noqa: E402

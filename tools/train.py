@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = list(args.overrides) + (["resume=true"] if args.resume else [])
     cfg = load_config(args.config, overrides)
     claim_run_folder(cfg.output_dir, cfg.resume, args.overwrite)
-    from perception_mtl import distributed
+    from perception_mtl.core import distributed
     from perception_mtl.engine.trainer import Trainer
 
     trainer = Trainer(cfg)

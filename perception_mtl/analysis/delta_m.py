@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from perception_mtl.metric_key import MetricKey
+from perception_mtl.core.metric_key import MetricKey
 
 
 def relative_change(value: float, baseline: float, higher_is_better: bool) -> float:

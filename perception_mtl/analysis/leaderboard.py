@@ -34,7 +34,7 @@ from perception_mtl.analysis.tuning import UNTUNED
 from perception_mtl.analysis.verdicts import (duplicates, reference_differences, suite_margin, verdict_text,
                                               verdicts)
 from perception_mtl.balancing import BALANCERS, balancer_variant
-from perception_mtl.metric_key import MetricKey
+from perception_mtl.core.metric_key import MetricKey
 from perception_mtl.tracking.wandb_table import log_wandb_table
 
 Stat = tuple[float, float]  # (mean, std) over seeds; NaN where undefined

@@ -13,8 +13,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from perception_mtl.errors import ResultsError
-from perception_mtl.metric_key import MetricKey
+from perception_mtl.core.errors import ResultsError
+from perception_mtl.core.metric_key import MetricKey
 
 FIELDS = ("run", "kind", "method", "seed", "tasks", "metrics", "directions", "params", "train_time_s",
           "latency_ms", "steps")

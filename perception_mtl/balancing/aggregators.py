@@ -51,7 +51,7 @@ from torchjd.aggregation import (IMTLG, MGDA, PCD, Aggregator, AlignedMTL, CAGra
                                  UPGrad, WeightedAggregator)
 from torchjd.autojac import jac_to_grad, mtl_backward
 
-from perception_mtl import distributed
+from perception_mtl.core import distributed
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, task_gradients
 from perception_mtl.balancing.registry import BALANCERS, REPRESENTATION, variants

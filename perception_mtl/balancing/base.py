@@ -8,7 +8,7 @@ saying whether every task reads it) and the model (for `shared_parameters()` and
 to log}. It keeps its own state (saved through `state_dict`, with non-tensor state in
 `get_extra_state`) and never reads trainer or model attributes set by a forward.
 
-Under DDP (torchrun; `perception_mtl/distributed.py`) the trainer averages every `.grad`
+Under DDP (torchrun; `perception_mtl/core/distributed.py`) the trainer averages every `.grad`
 over ranks after `backward`, so a balancer only has to (a) compute anything that depends on loss
 values or gradients from the global batch, and (b) keep its state identical on every rank:
 - static, equal, rlw: weights do not depend on this step's data (rlw draws them from the torch

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torchjd.autojac import mtl_backward
 
-from perception_mtl import distributed
+from perception_mtl.core import distributed
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.registry import BALANCERS, variants
 from perception_mtl.models.features import Features

@@ -17,7 +17,7 @@ from torch import nn
 
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.registry import BALANCERS, variants
-from perception_mtl.distributed import global_values
+from perception_mtl.core.distributed import global_values
 from perception_mtl.models.features import Features
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torchjd.aggregation import GradDrop
 
-from perception_mtl import distributed
+from perception_mtl.core import distributed
 from perception_mtl.balancing.aggregators import AggregatorBalancer
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, representation, task_gradients

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from perception_mtl import distributed
+from perception_mtl.core import distributed
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.gradients import backward_through_shared, task_gradients
 from perception_mtl.balancing.registry import BALANCERS, variants

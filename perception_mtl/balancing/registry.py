@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, TypeVar
 
-from perception_mtl.registry import Registry
+from perception_mtl.core.registry import Registry
 
 BALANCERS: Registry = Registry("balancer")
 F = TypeVar("F", bound=Callable)

@@ -21,7 +21,7 @@ from torchjd.scalarization import IMTLL, GeometricMean, Random, Scalarizer
 
 from perception_mtl.balancing.base import Balancer, Losses
 from perception_mtl.balancing.registry import BALANCERS, variants
-from perception_mtl.distributed import global_values
+from perception_mtl.core.distributed import global_values
 from perception_mtl.models.features import Features
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from perception_mtl.atomic import atomic_write_text
+from perception_mtl.core.atomic import atomic_write_text
 from perception_mtl.benchmark.suite import Run, Suite
 from perception_mtl.engine.checkpoint_eval import evaluate_checkpoint, open_checkpoint
 from perception_mtl.engine.trainer import Trainer
-from perception_mtl.metric_key import MetricKey
+from perception_mtl.core.metric_key import MetricKey
 from perception_mtl.tasks import TASKS
 
 

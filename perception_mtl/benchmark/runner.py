@@ -31,7 +31,7 @@ from perception_mtl.benchmark.launch.settings import (LauncherConfig, launcher_c
                                                       run_threads)
 from perception_mtl.benchmark.plan import planned_runs
 from perception_mtl.benchmark.suite import Suite
-from perception_mtl.config import ConfigError
+from perception_mtl.core.config import ConfigError
 from perception_mtl.data.build import val_loaders
 from perception_mtl.data.files import DatasetError
 from perception_mtl.data.world.generate import WorldSpec, generate

@@ -59,7 +59,7 @@ from omegaconf import OmegaConf
 
 from perception_mtl.benchmark.suite_checks import (EXPERIMENT_KEYS, KEYS, check_expect, check_keys, check_methods,
                                                    check_runs, check_test, check_types, check_world, method_label)
-from perception_mtl.config import ConfigError
+from perception_mtl.core.config import ConfigError
 from perception_mtl.engine.builders import load_config
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from perception_mtl.analysis.controls import EXPECTATIONS
 from perception_mtl.analysis.leaderboard import REFERENCE
-from perception_mtl.config import ConfigError
+from perception_mtl.core.config import ConfigError
 from perception_mtl.data.world.generate import WorldSpec
 
 KEYS = {"name", "description", "world", "config", "tasks", "seeds", "baselines", "methods", "delta_metrics",

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from perception_mtl import distributed
+from perception_mtl.core import distributed
 from perception_mtl.data.collate import collate
 from perception_mtl.data.derived import open_dataset
 from perception_mtl.data.partial import Concat, LabelView, drop_labels, fraction_of, label_counts

@@ -13,7 +13,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from perception_mtl.data.labels import DET_CLASS_TO_LABEL_ID, DET_CLASSES
-from perception_mtl.errors import ConfigError
+from perception_mtl.core.errors import ConfigError
 
 CLASS_SETS: dict[str, list[str]] = {
     "cityscapes": DET_CLASSES,

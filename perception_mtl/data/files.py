@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from perception_mtl.errors import DatasetError
+from perception_mtl.core.errors import DatasetError
 
 
 def read_png(path: Path) -> np.ndarray:

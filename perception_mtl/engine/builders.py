@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from perception_mtl import models
 from perception_mtl.balancing import BALANCERS, build_balancer as balancer_by_name
 from perception_mtl.balancing.base import Balancer
-from perception_mtl.config import ConfigError, DEFAULTS, check_choice as choice, merge_config
+from perception_mtl.core.config import ConfigError, DEFAULTS, check_choice as choice, merge_config
 from perception_mtl.data import DATASETS
 from perception_mtl.data.build import train_set, val_loaders
 from perception_mtl.data.det_classes import class_set

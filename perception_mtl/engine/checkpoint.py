@@ -8,8 +8,8 @@ from typing import Iterator
 
 import torch
 
-from perception_mtl.atomic import atomic_write
-from perception_mtl.errors import CheckpointError, writing
+from perception_mtl.core.atomic import atomic_write
+from perception_mtl.core.errors import CheckpointError, writing
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:

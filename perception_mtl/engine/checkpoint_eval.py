@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from perception_mtl.data.build import val_loaders
-from perception_mtl.distributed import resolve_device
+from perception_mtl.core.distributed import resolve_device
 from perception_mtl.engine.builders import build_model, build_tasks, load_config
 from perception_mtl.engine.checkpoint import check_entries, load_checkpoint, restoring, saved_config
 from perception_mtl.engine.evaluator import evaluate_parts

@@ -10,10 +10,10 @@ from torch.utils.data import DataLoader
 from torchmetrics import Metric
 from tqdm import tqdm
 
-from perception_mtl import distributed
+from perception_mtl.core import distributed
 from perception_mtl.data.collate import move_batch
 from perception_mtl.engine.prediction_files import PredictionWriter
-from perception_mtl.metric_key import MetricKey
+from perception_mtl.core.metric_key import MetricKey
 from perception_mtl.tasks.base import Task
 
 

@@ -10,13 +10,13 @@ import time
 
 from tqdm import tqdm
 
-from perception_mtl import distributed
+from perception_mtl.core import distributed
 from perception_mtl.balancing.gradients import probe
 from perception_mtl.engine.affinity import lookahead_affinity
 from perception_mtl.engine.early_stopping import TaskEarlyStopping
 from perception_mtl.engine.evaluator import evaluate_parts
 from perception_mtl.engine.loop import Hook, Losses
-from perception_mtl.metric_key import MetricKey
+from perception_mtl.core.metric_key import MetricKey
 from perception_mtl.models.features import Features
 from perception_mtl.tracking.media import media_panels
 from perception_mtl.tracking.plots import plot_run

@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from perception_mtl import distributed
+from perception_mtl.core import distributed
 from perception_mtl.data.collate import collate, move_batch
 from perception_mtl.data.sampling import SeededDataset, StepSampler
 from perception_mtl.engine.builders import build_balancer, build_data, build_model, build_tasks

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import torch
 
-from perception_mtl import distributed
+from perception_mtl.core import distributed
 
 
 class InexactResumeWarning(UserWarning):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from perception_mtl.config import ConfigError
+from perception_mtl.core.config import ConfigError
 
 MARKS = ("last.pt", "best.pt", "train.jsonl", "metrics.jsonl")  # a folder with any of these holds a run
 RUN_FILES = (*MARKS, "config.yaml", "metrics.json")  # what --overwrite removes, with the globs below

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from perception_mtl.distributed import resolve_device
+from perception_mtl.core.distributed import resolve_device
 from perception_mtl.engine.builders import build_model, build_tasks, load_config
 from perception_mtl.engine.checkpoint import load_checkpoint, saved_config
 from perception_mtl.engine.evaluator import predict_batch

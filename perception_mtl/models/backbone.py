@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from timm.utils.model import freeze
 from torch import nn
 
-from perception_mtl.errors import ConfigError
+from perception_mtl.core.errors import ConfigError
 from perception_mtl.models.weights import load_imagenet
 
 # ImageNet statistics; inputs are normalised inside the model so data stays in [0, 1]

@@ -15,7 +15,7 @@ from pathlib import Path
 import timm
 import torch
 
-from perception_mtl.errors import WeightsError
+from perception_mtl.core.errors import WeightsError
 
 # timm model name -> (importable package, pip name)
 PACKAGED: dict[str, tuple[str, str]] = {

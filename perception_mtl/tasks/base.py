@@ -17,7 +17,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from perception_mtl.data.targets import LabelFiles, Target
-from perception_mtl.errors import ConfigError
+from perception_mtl.core.errors import ConfigError
 
 LOSS_FORMS = ("classification", "regression")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from perception_mtl.config import check_choice
-from perception_mtl.errors import ConfigError
+from perception_mtl.core.config import check_choice
+from perception_mtl.core.errors import ConfigError
 from perception_mtl.models.heads.decoders import DECODERS
 
 

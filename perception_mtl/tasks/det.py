@@ -15,7 +15,7 @@ from torchmetrics.detection import MeanAveragePrecision
 
 from perception_mtl.data.det_classes import CLASS_SETS, COCO_IDS, class_set
 from perception_mtl.data.targets import Target
-from perception_mtl.distributed import gather_objects
+from perception_mtl.core.distributed import gather_objects
 from perception_mtl.models.heads.detection import DetectionHead
 from perception_mtl.tasks.base import Exporter, Exporters, Task, bounded, labelled
 from perception_mtl.tasks.det_bdd100k import Bdd100kFrames

@@ -1,9 +1,9 @@
 """The task registry: registering a task checks its declared facts and publishes its targets,
 label files and the task whose labels it reads to the data layer (data/targets.py), and its config
 keys to the schema (config.py)."""
-from perception_mtl.config import publish_task_config
+from perception_mtl.core.config import publish_task_config
 from perception_mtl.data.targets import publish
-from perception_mtl.registry import Registry
+from perception_mtl.core.registry import Registry
 
 
 class TaskRegistry(Registry):

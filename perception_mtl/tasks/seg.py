@@ -16,7 +16,7 @@ from torchmetrics import Metric
 from perception_mtl.data.files import write_png
 from perception_mtl.data.labels import IGNORE, SEG_CLASSES, TRAIN_ID_TO_LABEL_ID
 from perception_mtl.data.targets import Target
-from perception_mtl.errors import ConfigError
+from perception_mtl.core.errors import ConfigError
 from perception_mtl.models.heads.decoders import build_dense_head
 from perception_mtl.tasks.base import Exporter, Task, labelled
 from perception_mtl.tasks.decoder_key import check_decoder

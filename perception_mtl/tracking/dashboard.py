@@ -14,8 +14,8 @@ from pathlib import Path
 
 import wandb
 
-from perception_mtl.config import ConfigError
-from perception_mtl.metric_key import MetricKey
+from perception_mtl.core.config import ConfigError
+from perception_mtl.core.metric_key import MetricKey
 from perception_mtl.tasks import TASKS
 from perception_mtl.tracking.wandb import resolve_mode
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from perception_mtl.errors import writing
+from perception_mtl.core.errors import writing
 
 
 class LocalLogger:

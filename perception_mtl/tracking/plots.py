@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from perception_mtl.atomic import atomic_write  # noqa: E402
+from perception_mtl.core.atomic import atomic_write  # noqa: E402
 
 
 def _read(path: Path) -> list[dict]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from perception_mtl.distributed import is_main
+from perception_mtl.core.distributed import is_main
 
 
 def resolve_mode(mode: str | None, default: str | None = None) -> str:

@@ -11,8 +11,8 @@ import json
 import warnings
 from pathlib import Path
 
-from perception_mtl.atomic import atomic_write_text
-from perception_mtl.config import WandbConfig
+from perception_mtl.core.atomic import atomic_write_text
+from perception_mtl.core.config import WandbConfig
 from perception_mtl.tracking.wandb import WandbLogger, resolve_mode
 
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from perception_mtl.atomic import atomic_write_text
+from perception_mtl.core.atomic import atomic_write_text
 from perception_mtl.benchmark.launch.failure import Failure
 from perception_mtl.benchmark.launch.job import Job
 from perception_mtl.benchmark.record import headline, read_record

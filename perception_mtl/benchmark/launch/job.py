@@ -17,7 +17,7 @@ from filelock import FileLock, Timeout
 
 from perception_mtl.benchmark.record import evaluate_on_test, has_test, read_record, selected_checkpoint, train_run
 from perception_mtl.benchmark.suite import Run, Suite
-from perception_mtl.errors import BAD_INPUT_TYPES, ConfigError, bad_input_message
+from perception_mtl.core.errors import BAD_INPUT_TYPES, ConfigError, bad_input_message
 
 CHECKPOINTS = ("last.pt", "best.pt")
 BAD_INPUT_EXIT = 2  # a run failing with bad input (errors.BAD_INPUT) fails again: not retried

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from perception_mtl.benchmark.launch.failure import Failure, last_line
 from perception_mtl.benchmark.launch.job import BAD_INPUT_EXIT, Job, execute
-from perception_mtl.errors import BAD_INPUT, BAD_INPUT_TYPES, bad_input_message
+from perception_mtl.core.errors import BAD_INPUT, BAD_INPUT_TYPES, bad_input_message
 
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["perception_mtl.benchmark.launch.job"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from perception_mtl.benchmark.launch.failure import Failure
 from perception_mtl.benchmark.launch.job import Job, execute
-from perception_mtl.errors import bad_input_message
+from perception_mtl.core.errors import bad_input_message
 
 
 class SequentialBackend:

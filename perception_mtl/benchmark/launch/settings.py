@@ -27,7 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from perception_mtl.benchmark.launch.dispatch import Backend
 from perception_mtl.benchmark.launch.gpus import gpu_slots, suite_on_gpu, visible_gpus
-from perception_mtl.config import ConfigError
+from perception_mtl.core.config import ConfigError
 
 CLUSTERS = ("auto", "slurm", "local")
 DEFAULT_CPU_BACKEND = "sequential"  # until tools/bench_launcher.py on an idle machine shows local faster

@@ -19,8 +19,8 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from perception_mtl.config_hints import schema_type, unknown_key, wrong_type
-from perception_mtl.errors import ConfigError
+from perception_mtl.core.config_hints import schema_type, unknown_key, wrong_type
+from perception_mtl.core.errors import ConfigError
 
 
 @dataclass
@@ -262,7 +262,7 @@ def _merge(sources: list[tuple[str, Any]]) -> DictConfig:
             raise ConfigError(f"{name}: bad value for '{getattr(err, 'full_key', '?')}': {err.msg}") from err
         except (TypeError, ValueError) as err:  # e.g. a mapping where the schema has a list
             raise ConfigError(f"{name}: a value has the wrong shape ({err}); see the key's type in "
-                              "perception_mtl/config.py (task.<name>.*: the task's Config)") from err
+                              "perception_mtl/core/config.py (task.<name>.*: the task's Config)") from err
     return cfg
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from perception_mtl.errors import ConfigError
+from perception_mtl.core.errors import ConfigError
 
 
 class DeviceError(ConfigError):
