@@ -12,7 +12,7 @@ from perception_mtl.data.world.generate import WorldSpec, generate
 TINY = WorldSpec(train=6, val=3, seed=7, height=64, width=128)
 
 # hypothesis: "ci" (the default) keeps the fuzz tests' share of CI under a minute; HYPOTHESIS_PROFILE=long
-# tries 20 times as many examples (README, "Fuzzed inputs"); a test's own max_examples is a multiple of these
+# tries 20 times as many examples (docs/FAULTS.md, "Fuzzed inputs"); a test's own max_examples is a multiple of these
 settings.register_profile("ci", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("long", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -1,4 +1,4 @@
-"""The nine bad inputs of README's "Faults and bad input": each ends the CLI with exit code 2 and a
+"""The nine bad inputs of docs/FAULTS.md's "Faults and bad input": each ends the CLI with exit code 2 and a
 message of at most three lines naming the culprit, without a traceback, at any point of a run
 (also when a DataLoader worker reads a truncated image during training or evaluation). Also:
 a second run into a folder that holds one is refused, --overwrite replaces it, a resumed run's

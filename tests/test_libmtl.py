@@ -5,7 +5,7 @@ model (helpers.ThreeTasks), batch, seeds and state; each side steps with its own
 
 Every row of ROWS asserts the least cosine and the largest relative difference of the shared
 gradients over the steps: agreements, and each documented difference (so that the test fails when
-either changes). README's "LibMTL side by side" table is `python tests/test_libmtl.py`'s output.
+either changes). docs/LIBMTL.md's table is `python tests/test_libmtl.py`'s output.
 """
 from __future__ import annotations
 
@@ -190,7 +190,7 @@ def test_defaults_that_differ_are_the_documented_ones():
     assert math.isclose(float(libmtl_model(W.UW, ThreeTasks()).loss_scale[0].detach()), -0.5)
 
 
-if __name__ == "__main__":  # the README table's numbers
+if __name__ == "__main__":  # docs/LIBMTL.md's table numbers
     print("| weighting | cosine (least) | relative difference (largest; ours x factor) | weights: max abs difference |")
     print("|---|---|---|---|")
     for label, row in ROWS.items():

@@ -5,7 +5,7 @@
 For the run of `configs/default.yaml` (plus overrides): each decoder's parameters, forward
 GFLOPs per image (torch's FlopCounterMode) and the median milliseconds of its forward + backward
 on a batch of neck features, the decoders timed in turn (round robin) so that a varying load on
-the machine affects them alike. Accuracy needs training runs: see README, Segmentation decoders.
+the machine affects them alike. Accuracy needs training runs: see docs/TRAINING.md, Segmentation decoders.
 """
 from __future__ import annotations
 

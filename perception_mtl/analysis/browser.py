@@ -1,4 +1,4 @@
-"""Headless Chromium through Selenium, for the leaderboard page's browser test and its README
+"""Headless Chromium through Selenium, for the leaderboard page's browser test and its docs/BENCHMARK.md
 screenshot. Uses the system's `chromium` and `chromedriver` (Debian: `apt-get install chromium
 chromium-driver`), never a downloaded browser."""
 from __future__ import annotations

@@ -53,7 +53,7 @@ class DataConfig:
     on_bad_label: str = "error"  # "error": stop naming the file and line; "skip": skip the label or frame and count it
     polygon_boxes: bool = False  # Cityscapes: boxes from *_gtFine_polygons.json (official toolkit) not instanceIds
     depth_crop: Optional[str] = None  # KITTI evaluation crop: None | "garg" | "eigen"
-    mix: list[MixEntry] = field(default_factory=list)  # several datasets in one training set (see README)
+    mix: list[MixEntry] = field(default_factory=list)  # several datasets in one training set (see docs/DATASETS.md)
 
 
 @dataclass
