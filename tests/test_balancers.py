@@ -219,8 +219,10 @@ def upgrad_weights(gramian: np.ndarray) -> np.ndarray:
 def test_representation_space_upgrad_weights_on_the_real_model(tiny_world, tiny_batch, tmp_path):
     """The weights the trainer logs are UPGrad's for the Gramian of the task gradients on the shared
     features, computed here by autograd and scipy."""
+    # train.seed=3: an initialisation whose task gradients conflict on this batch (at seeds 0, 2, 4, 5 they
+    # do not, since FCOS's box distances are exp(x): UPGrad then gives the mean's weights, deviating < 5e-4)
     trainer = Trainer(tiny_config(tiny_world, tmp_path, "balancer.name=upgrad",
-                                  "balancer.params.space=representation"))
+                                  "balancer.params.space=representation", "train.seed=3"))
     features, losses = trainer.forward_losses(tiny_batch)
     feats = features.tensors()
     jac = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(loss, feats, retain_graph=True)])
