@@ -262,3 +262,14 @@ def test_any_det_20_json_gives_valid_boxes_or_names_the_file(frames, mode):
             assert ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all()
             assert ((boxes[:, 0] >= 0) & (boxes[:, 2] <= w) & (boxes[:, 1] >= 0) & (boxes[:, 3] <= h)).all()
             assert all(0 <= int(c) < len(CLASS_SETS["bdd100k"]) for c in sample["labels"])  # its 10 classes
+
+
+def test_the_default_config_is_found_and_loaded():
+    """configs/default.yaml is merged under every config (a moved module once pointed DEFAULTS
+    inside the package, where no file is, and the defaults were silently left out)."""
+    from omegaconf import OmegaConf
+
+    from perception_mtl.core.config import DEFAULTS
+
+    assert DEFAULTS == Path(__file__).resolve().parents[1] / "configs" / "default.yaml" and DEFAULTS.is_file()
+    assert load_config(None, []).model.weights == OmegaConf.load(DEFAULTS).model.weights == "imagenet"

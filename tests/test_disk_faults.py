@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from perception_mtl.engine import trainer as trainer_module
+from perception_mtl.engine import loop as loop_module
 from perception_mtl.engine.checkpoint import load_checkpoint
 
 from helpers import TINY_TRAIN, tool_main
@@ -95,14 +95,14 @@ def _read_only(folder: Path, monkeypatch) -> str:
 
 def test_output_folder_turning_read_only_mid_run(tiny_world, tmp_path, monkeypatch, capfd):
     out, how = tmp_path / "run", []
-    save = trainer_module.save_checkpoint
+    save = loop_module.save_checkpoint
 
     def then_read_only(path, state):
         save(path, state)
         if Path(path).name == "last.pt" and state["step"] == 2:
             how.append(_read_only(out, monkeypatch))
 
-    monkeypatch.setattr(trainer_module, "save_checkpoint", then_read_only)
+    monkeypatch.setattr(loop_module, "save_checkpoint", then_read_only)
     with pytest.raises(SystemExit) as exit_:
         tool_main("train")(_args(tiny_world, out, 4))
     err = capfd.readouterr().err

@@ -163,7 +163,7 @@ class Config:
     resume: bool = False
 
 
-DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+DEFAULTS = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
 
 def structured() -> DictConfig:
