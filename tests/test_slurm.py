@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -83,10 +84,10 @@ def _scontrol(job_id: str) -> dict[str, str]:
         time.sleep(0.5)
 
 
-def _wait_for_lines(path: Path, n: int, timeout: float = 300) -> None:
+def _wait_for_lines(path: Path, n: int, timeout: float = 300, poll: float = 0.05) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and not (path.exists() and len(path.read_text().splitlines()) >= n):
-        time.sleep(0.05)
+        time.sleep(poll)
     assert path.exists() and len(path.read_text().splitlines()) >= n, f"{path}: fewer than {n} lines"
 
 
@@ -102,12 +103,27 @@ def reference(tiny_world, tmp_path_factory) -> Path:
     return run_suite(_slurm_suite(tmp, tiny_world), tmp / "out", ["launcher.backend=sequential", "launcher.threads=1"])
 
 
-def _job_of(out: Path, label: str) -> str:
-    """The SLURM job id of the first submitit job that trains run `label` (from its pickled call)."""
+def _kill_job_processes(job_id: str) -> None:
+    """SIGKILL every process started by SLURM job `job_id` (its environment names the job)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"SLURM_JOB_ID={job_id}\0".encode() in (proc / "environ").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):  # gone meanwhile, or not ours to read
+            continue
+
+
+def _submitted(out: Path, label: str) -> str | None:
+    """The SLURM job id of the first submitit job that trains run `label` (from its pickled call), or
+    None before it is submitted."""
     for pkl in sorted((out / "launch/submitit").glob("*_submitted.pkl"), key=lambda p: int(p.name.split("_")[0])):
-        if submitit.core.utils.pickle_load(pkl).args[0].run.label == label:
+        try:
+            call = submitit.core.utils.pickle_load(pkl)
+        except (EOFError, pickle.UnpicklingError):  # still being written
+            continue
+        if call.args[0].run.label == label:
             return pkl.name.split("_")[0]
-    raise AssertionError(f"no submitit job for {label} in {out}")
+    return None
 
 
 def _cancelled_suite(out: Path, suite, capsys) -> tuple[str, str]:
@@ -116,9 +132,15 @@ def _cancelled_suite(out: Path, suite, capsys) -> tuple[str, str]:
     log = out / "runs/equal/seed0/train.jsonl"
     done = threading.Thread(target=run_suite, args=(suite, out, [*SLURM, "launcher.lost_after_s=5"]))
     done.start()
-    _wait_for_lines(log, 3)
-    job_id = _job_of(out, "equal")
+    deadline = time.time() + 300
+    while (job_id := _submitted(out, "equal")) is None and time.time() < deadline:  # known before it trains,
+        time.sleep(0.05)  # so the kill follows the third logged step at once
+    _wait_for_lines(log, 3, poll=0.005)
     subprocess.run(["scancel", job_id], check=True)
+    # scancel's SIGTERM is logged and bypassed by submitit's job process, and on this one-node cluster
+    # (proctrack/linuxproc in a container) the SIGKILL that should follow does not always reach the
+    # task: kill the job's processes too, as a lost node would (else the tiny run finishes first)
+    _kill_job_processes(job_id)
     done.join(timeout=400)
     assert not done.is_alive()
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
@@ -154,7 +176,7 @@ def test_a_cancelled_job_is_retried_with_accounting(cluster, reference, tiny_wor
     out = tmp_path / "out"
     _, failed = _cancelled_suite(out, _slurm_suite(tmp_path, tiny_world, methods=f"[{EQUAL}]"), capsys)
     assert "left squeue" not in failed and "CANCELLED" in subprocess.run(
-        ["sacct", "--noheader", "--jobs", _job_of(out, "equal"), "--format=State"], capture_output=True, text=True,
+        ["sacct", "--noheader", "--jobs", _submitted(out, "equal"), "--format=State"], capture_output=True, text=True,
         check=True).stdout
     assert _metrics(out)["runs/equal/seed0"] == _metrics(reference)["runs/equal/seed0"]
 
