@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from perception_mtl.benchmark.suite import Suite
 from perception_mtl.benchmark.suite_checks import KEYS as SUITE_KEYS
-from perception_mtl.core.config import ConfigError, _valid_keys, structured
+from perception_mtl.core.config import _valid_keys, structured
 from perception_mtl.engine.builders import load_config
 
 from fuzzing import JSON, ends_well, examples, mutations

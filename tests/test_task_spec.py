@@ -16,7 +16,6 @@ from perception_mtl.data.cityscapes import CityscapesDataset
 from perception_mtl.data.collate import collate
 from perception_mtl.data.partial import LabelView
 from perception_mtl.data.targets import TARGETS, TASK_TARGETS
-from perception_mtl.data.world.camera import Camera
 from perception_mtl.data.world.generate import WorldSpec, render_frame
 from perception_mtl.data.world.render import camera_normals
 from perception_mtl.engine.evaluator import evaluate_parts

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import statistics
 
-from perception_mtl.core.metric_key import MetricKey
 
 
 def relative_change(value: float, baseline: float, higher_is_better: bool) -> float:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import statistics
 
-import torch
-
 from perception_mtl.engine.clock import now
 from perception_mtl.engine.loop import Hook, Losses
 from perception_mtl.models.features import Features
