@@ -87,20 +87,3 @@ def draw_boxes(ax: plt.Axes, boxes: torch.Tensor | np.ndarray, labels: torch.Ten
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=color))
         text = names[int(label)] + (f" {float(scores[i]):.2f}" if scores is not None else "")
         ax.text(x0, y0 - 1, text, color="white", fontsize=5, bbox=dict(fc=color, ec="none", pad=0.5))
-
-
-def sample_figure(samples: list[dict], num_classes: int = 19, max_depth: float = 80.0) -> plt.Figure:
-    """One row per sample: image with boxes, semantic overlay, depth. Samples as the loader gives."""
-    fig, axes = plt.subplots(len(samples), 3, figsize=(12, 2.1 * len(samples)), squeeze=False)
-    for row, s in zip(axes, samples):
-        image = (s["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-        row[0].imshow(image)
-        if "boxes" in s:
-            draw_boxes(row[0], s["boxes"], s["labels"])
-        row[1].imshow(blend(image, colorize_semantic(s["semantic"], num_classes)))
-        row[2].imshow(colorize_depth(s["depth"], max_depth))
-        for ax, title in zip(row, ("image + boxes", "semantic", "depth (0-%d m)" % max_depth)):
-            ax.set_axis_off()
-            ax.set_title(f"{title}  {s['frame']}" if ax is row[0] else title, fontsize=7)
-    fig.tight_layout()
-    return fig

@@ -273,3 +273,8 @@ def test_the_default_config_is_found_and_loaded():
 
     assert DEFAULTS == Path(__file__).resolve().parents[1] / "configs" / "default.yaml" and DEFAULTS.is_file()
     assert load_config(None, []).model.weights == OmegaConf.load(DEFAULTS).model.weights == "imagenet"
+
+
+def test_a_missing_defaults_file_is_an_error_not_a_silent_skip(tmp_path):
+    with pytest.raises(ConfigError, match=r"defaults file .*missing.*pip install -e \."):
+        load_config(None, [], defaults=tmp_path / "configs" / "default.yaml")

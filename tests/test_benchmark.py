@@ -11,9 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from perception_mtl.analysis.frame_bootstrap import by_class, map50
 from perception_mtl.analysis.transfer import transfer_tests, write_transfer_report
 from perception_mtl.benchmark.suite import Suite
 from perception_mtl.core.config import ConfigError
@@ -51,6 +53,10 @@ def test_smoke_suite_writes_a_leaderboard_with_numbers(smoke):
     test = record["test"]  # the checkpoint selected on val, evaluated once on the 12 held-out frames
     assert (test["split"], test["checkpoint"], test["frames"], test["step"]) == ("test", "best.pt", 12, 24)
     assert set(test["metrics"]) == set(record["metrics"]) and test["metrics"] != record["metrics"]
+    table = json.loads((out / "runs/equal/seed0/test_frames.json").read_text())["det"]  # per-frame det matches
+    assert len(table["frames"]) == 12
+    assert map50(by_class(table), np.ones(12, dtype=np.int64)) == pytest.approx(test["metrics"]["det/mAP50"], abs=3e-8)
+    assert "det mAP50 noise of uncertainty (2 seeds, 200 frame resamples)" in (out / "leaderboard.md").read_text()
     stl_det = json.loads((out / "runs/stl-det/seed0/result.json").read_text())
     assert stl_det["test"]["checkpoint"] == "last.pt"  # no seg/mIoU to select on: the last checkpoint
     tested = [json.loads((out / f"runs/equal/seed{k}/result.json").read_text())["test"] for k in (0, 1)]

@@ -152,7 +152,7 @@ def test_a_dead_data_worker_is_replaced_and_training_is_unchanged(tiny_world, tm
     plain = Trainer(tiny_config(tiny_world, tmp_path / "plain", *steps))
     plain.fit()
     hit = Trainer(tiny_config(tiny_world, tmp_path / "hit", *steps))
-    hit.train_set = DyingWorker(hit.train_set, tmp_path / "died")
+    hit.train_batches.dataset = DyingWorker(hit.train_set, tmp_path / "died")
     with pytest.warns(UserWarning, match=r"a data loader worker died at step 1 .*restarting the loader \(1/3\)"):
         hit.fit()
     assert (tmp_path / "died").exists() and hit.step == 3
@@ -162,7 +162,7 @@ def test_a_dead_data_worker_is_replaced_and_training_is_unchanged(tiny_world, tm
 
 def test_data_workers_dying_again_and_again_stop_the_run_with_advice(tiny_world, tmp_path):
     trainer = Trainer(tiny_config(tiny_world, tmp_path / "run", "train.steps=3", "data.workers=1"))
-    trainer.train_set = DyingWorker(trainer.train_set, tmp_path / "never", once=False)
+    trainer.train_batches.dataset = DyingWorker(trainer.train_set, tmp_path / "never", once=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(RuntimeError, match=r"workers died 4 times .*Lower data.workers.*--resume"):

@@ -305,3 +305,14 @@ def test_collapses_duplicates_power_and_per_seed_file(results):
     equal1 = next(x for x in lines if x["run"] == "equal" and x["seed"] == "1")
     assert float(e1["delta_m_minus_reference"]) == pytest.approx(float(e1["delta_m"]) - float(equal1["delta_m"]))
     assert float(equal1["delta_m_minus_reference"]) == 0.0
+
+
+def test_a_kept_point_at_the_edge_of_its_grid_is_flagged():
+    from perception_mtl.analysis.tuning import edge
+
+    grid = ["optim.lr=0.001", "optim.lr=0.002", "optim.lr=0.004"]
+    assert "largest value" in edge("optim.lr=0.004", grid) and "smallest value" in edge("optim.lr=0.001", grid)
+    assert edge("optim.lr=0.002", grid) == ""
+    assert edge("optim.lr=0.002", grid[1:]) == ""  # two points: every point is an edge, nothing to say
+    assert edge("balancer.params.space=parameter", ["balancer.params.space=parameter",
+                                                    "balancer.params.space=representation", "x=3"]) == ""

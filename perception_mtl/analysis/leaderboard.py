@@ -10,7 +10,8 @@ are ranked by per-task Δm with ties (`ranking.py`), with the spread of per-seed
 Kendall's W between the seeds' rankings. Each row also gets its verdict against the reference
 (better, worse, equivalent within the suite's margin, or undecided: `verdicts.py`), its count of
 collapsed seeds (`collapse.py`) and the share of steps where the gradient clip bound; the notes
-carry the power statement (`power.py`); per_seed.csv holds the per-seed data (`per_seed.py`).
+carry the power statement (`power.py`) and, where runs kept per-frame detection matches, the
+frame-bootstrap noise of det mAP50 (`frame_bootstrap.py`); per_seed.csv holds the per-seed data (`per_seed.py`).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from perception_mtl.analysis.delta_m import (baselines, delta_m_flat, delta_m_pe
 from perception_mtl.analysis.label_efficiency import plot_label_efficiency
 from perception_mtl.analysis.missing import missing_notes
 from perception_mtl.analysis.paired import mean_interval, paired_differences
+from perception_mtl.analysis.frame_bootstrap import noise_lines
 from perception_mtl.analysis.per_seed import write_per_seed
 from perception_mtl.analysis.power import power_statement
 from perception_mtl.analysis.ranking import concordance, seed_ranks, tied_ranks
@@ -247,6 +249,7 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
     if {r["tuned"] == UNTUNED for r in rows} == {True, False}:
         notes.append("only rows marked in the tuned column had a hyperparameter search (on val, budget shown); "
                      "the others ran with the suite's settings as given")
+    notes += noise_lines(records, next((r["run"] for r in rows if r.get("reference")), None))
     if aux:
         notes.append(f"auxiliary tasks ({', '.join(aux)}): their columns are reported, never part of delta-m")
     keys = metric_keys(chosen)

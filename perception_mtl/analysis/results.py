@@ -3,7 +3,8 @@
 A record is the result.json dict: run, kind ("mtl" | "stl" | "pair" | "tune"), method, seed, tasks, metrics
 {"<task>/<metric>": value} (on val, at the end of training), directions {"<task>/<metric>":
 higher is better}, params, train_time_s, latency_ms, steps; with the suite's `test`, also test
-{split, limit, checkpoint, step, frames, metrics}: the selected checkpoint on the held-out split.
+{split, limit, checkpoint, step, frames, metrics}: the selected checkpoint on the held-out split;
+and dir, the run folder it was read from.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def load_results(results_dir: str | Path) -> list[dict]:
         missing = [f for f in FIELDS if f not in record]
         if missing:
             raise ResultsError(f"{path} lacks {missing}; delete it and re-run the suite to redo that run")
-        records.append(record)
+        records.append({**record, "dir": str(path.parent)})
     return sorted(records, key=lambda r: (r["run"], r["seed"]))
 
 

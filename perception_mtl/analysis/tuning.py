@@ -58,5 +58,21 @@ def resolve_tuning(records: list[dict], chosen: dict[str, list[str]]) -> tuple[l
         out += [{**r, "run": row, "kind": "mtl", "tuned": r["tune"]["budget"], "chosen": best, "folder": r["run"]}
                 for r in runs if r["tune"]["point"] == best]
         shown = ", ".join(f"{point}: {score:+.2f}" for point, score in scores.items())
-        notes.append(f"{row}: kept {best}, the best mean val Δm over seeds of its grid ({shown})")
+        notes.append(f"{row}: kept {best}, the best mean val Δm over seeds of its grid ({shown}){edge(best, scores)}")
     return out, notes
+
+
+def edge(best: str, points) -> str:
+    """A warning when the kept point of a one-key numeric grid is its smallest or largest value (the
+    best may lie outside the grid); "" otherwise."""
+    try:
+        values = {point: float(point.partition("=")[2]) for point in points}
+    except ValueError:
+        return ""
+    if len(values) < 3 or len({point.partition("=")[0] for point in values}) != 1:
+        return ""
+    if values[best] == max(values.values()):
+        return "; at the grid's largest value, so a better one may lie above it"
+    if values[best] == min(values.values()):
+        return "; at the grid's smallest value, so a better one may lie below it"
+    return ""

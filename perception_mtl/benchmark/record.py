@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from perception_mtl.analysis.frame_bootstrap import FILE as FRAMES_FILE
 from perception_mtl.core.atomic import atomic_write_text
 from perception_mtl.benchmark.suite import Run, Suite
 from perception_mtl.engine.checkpoint_eval import evaluate_checkpoint, open_checkpoint
@@ -87,10 +88,14 @@ def selected_checkpoint(run_dir: Path) -> Path:
 
 def evaluate_on_test(run_dir: Path, record: dict, test: dict) -> dict:
     """Evaluate the run's selected checkpoint on the held-out split once; returns the record with
-    its "test" entry (split, limit, checkpoint, step, frames, metrics), also written to result.json."""
+    its "test" entry (split, limit, checkpoint, step, frames, metrics), also written to result.json;
+    the tasks' per-frame tables (detection's matches, for a frame bootstrap) go to test_frames.json."""
     checkpoint = selected_checkpoint(run_dir)
     opened = open_checkpoint(checkpoint, test["split"], test["limit"])
-    metrics = evaluate_checkpoint(opened, progress=False)
+    tables: dict = {}
+    metrics = evaluate_checkpoint(opened, progress=False, per_frame=tables)
+    if tables:
+        atomic_write_text(run_dir / FRAMES_FILE, json.dumps(tables))
     record = {**record, "test": {**test, "checkpoint": checkpoint.name, "step": opened.state["step"],
                                  "frames": opened.frames, "metrics": metrics}}
     write_record(run_dir, record)

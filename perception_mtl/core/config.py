@@ -208,8 +208,11 @@ def merge_config(file: str | Path | None = None, overrides: list[str] | None = N
     configs/balancer/<name>.yaml (next to `defaults`) <- `file` <- `overrides` (key=value); only
     the schema's types are checked (`engine.builders.load_config` adds the other checks)."""
     sources: list[tuple[str, Any]] = [("saved config", base)] if base is not None else []
-    if defaults is not None and Path(defaults).exists():
-        sources.append((str(defaults), OmegaConf.load(defaults)))
+    if defaults is not None:
+        if not Path(defaults).exists():  # never skipped silently: every run would lose its defaults
+            raise ConfigError(f"the defaults file {defaults} is missing: perception_mtl reads configs/ from its "
+                              "clone, so install it with `pip install -e .` inside a clone of the repository")
+        sources.append((str(defaults), _load_yaml(defaults)))
     if file is not None:
         if not Path(file).exists():
             raise ConfigError(f"config file {file} does not exist")

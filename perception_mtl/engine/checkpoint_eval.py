@@ -51,9 +51,9 @@ def open_checkpoint(checkpoint: str | Path, split: str = "val", limit: int | Non
 
 
 def evaluate_checkpoint(opened: OpenCheckpoint, save_dir: str | Path | None = None,
-                        progress: bool = True) -> dict[str, float]:
+                        progress: bool = True, per_frame: dict | None = None) -> dict[str, float]:
     """{"<task>/<metric>": value} of the checkpoint's model on its loaders; predictions exported
-    to `save_dir` when given."""
+    to `save_dir` when given, per-frame tables into `per_frame` (`evaluator.evaluate`)."""
     cfg = opened.cfg
     tasks = build_tasks(cfg)
     model = build_model(cfg, tasks)
@@ -61,5 +61,6 @@ def evaluate_checkpoint(opened: OpenCheckpoint, save_dir: str | Path | None = No
         model.load_state_dict(opened.state["model"])
     model.to(opened.device)
     with torch.inference_mode():
-        metrics, _ = evaluate_parts(model, tasks, opened.loaders, tuple(cfg.data.size), save_dir, progress)
+        metrics, _ = evaluate_parts(model, tasks, opened.loaders, tuple(cfg.data.size), save_dir, progress,
+                                    per_frame=per_frame)
     return metrics

@@ -34,8 +34,9 @@ def predict_batch(model: torch.nn.Module, tasks: dict[str, Task], images: torch.
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, tasks: dict[str, Task], loader: DataLoader, size: tuple[int, int],
              save_dir: str | Path | None = None, progress: bool = True,
-             keep_first: bool = False) -> tuple[dict[str, float], tuple[dict, dict] | None]:
-    """-> ({"<task>/<metric>": value}, (first batch, its predictions) if keep_first)."""
+             keep_first: bool = False, per_frame: dict | None = None) -> tuple[dict[str, float], tuple[dict, dict] | None]:
+    """-> ({"<task>/<metric>": value}, (first batch, its predictions) if keep_first). A `per_frame`
+    dict receives {task: its per-frame table} for the tasks that keep one (`Task.per_frame`)."""
     was_training = model.training
     model.eval()
     metrics = {t: task.metric() for t, task in tasks.items()}
@@ -61,22 +62,29 @@ def evaluate(model: torch.nn.Module, tasks: dict[str, Task], loader: DataLoader,
     for t, metric in metrics.items():
         for key, value in metric.compute().items():
             results[f"{t}/{key}"] = float(value)
+        if per_frame is not None and (table := tasks[t].per_frame(metric)) is not None:
+            per_frame[t] = table
     return results, first
 
 
 def evaluate_parts(model: torch.nn.Module, tasks: dict[str, Task], loaders: dict[str, tuple[DataLoader, list[str]]],
                    size: tuple[int, int], save_dir: str | Path | None = None,
-                   progress: bool = True, keep_first: bool = False) -> tuple[dict[str, float], tuple[dict, dict] | None]:
+                   progress: bool = True, keep_first: bool = False,
+                   per_frame: dict | None = None) -> tuple[dict[str, float], tuple[dict, dict] | None]:
     """`evaluate` on each dataset of the run (`perception_mtl.data.build.val_loaders`) with its
     own tasks; a task evaluated on several datasets gets one key per dataset,
-    "<task>/<metric>@<dataset>". Predictions go to `save_dir`, or `save_dir/<dataset>` for a mix."""
+    "<task>/<metric>@<dataset>" (and "<task>@<dataset>" in `per_frame`). Predictions go to
+    `save_dir`, or `save_dir/<dataset>` for a mix."""
     results, first = {}, None
     seen = [t for _, part_tasks in loaders.values() for t in part_tasks]
     for name, (loader, part_tasks) in loaders.items():
         out = None if save_dir is None else Path(save_dir) / name if len(loaders) > 1 else save_dir
+        tables = None if per_frame is None else {}
         metrics, shown = evaluate(model, {t: tasks[t] for t in part_tasks}, loader, size, out,
-                                  progress, keep_first and first is None)
+                                  progress, keep_first and first is None, tables)
         first = first or shown
+        for t, table in (tables or {}).items():
+            per_frame[t if seen.count(t) == 1 else f"{t}@{name}"] = table
         for key, value in metrics.items():
             k = MetricKey.parse(key)
             results[str(MetricKey(k.task, k.metric, name if seen.count(k.task) > 1 else None))] = value

@@ -15,23 +15,20 @@ A run is exactly resumable: model, optimizer, schedule, balancer, hooks, RNG and
 """
 from __future__ import annotations
 
-import math
 import time
-import warnings
 import weakref
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
 from perception_mtl.core import distributed
-from perception_mtl.data.collate import collate, move_batch
-from perception_mtl.data.sampling import SeededDataset, StepSampler
 from perception_mtl.engine.builders import build_balancer, build_data, build_model, build_tasks
 from perception_mtl.engine import rng
 from perception_mtl.engine.checkpoint import check_entries, load_checkpoint, restoring, save_checkpoint
+from perception_mtl.engine.optimizer import build_optimizer
+from perception_mtl.engine.train_batches import TrainBatches
 from perception_mtl.engine.nonfinite import NonFiniteGradientError, NonFiniteLossError, nonfinite_gradients
 from perception_mtl.engine.schedule import TaskSchedule
 from perception_mtl.models.features import Features
@@ -76,8 +73,6 @@ class Hook:
     def load_state_dict(self, state: dict) -> None:
         pass
 
-
-WORKER_RESTARTS = 3  # times a run rebuilds its data loader after a worker died, before it stops
 RESUME_ADVICE = ("start the run afresh with --overwrite instead of --resume (in a benchmark suite: delete the "
                  "run's folder)")
 RESUMED = {"model": dict, "optimizer": dict, "scheduler": dict, "balancer": dict, "step": int, "hooks": dict,
@@ -108,13 +103,13 @@ class TrainLoop:
         self.balancer = build_balancer(cfg).to(self.device)  # its parameters join the model's in the optimizer
         self.reset_optimizer()
         data = build_data(cfg)
-        self.train_set, self.frame_weights, self.val = data.train, data.frame_weights, data.val
+        self.train_set, self.val = data.train, data.val
+        self.train_batches = TrainBatches(data.train, data.frame_weights, cfg, self.device, self.run_dir)
         self.step, self.skipped, self.wandb_id = 0, 0, None
         self.metrics: dict[str, float] = {}  # the last evaluation's (set by the evaluation hook)
         self.clipped = 0  # steps whose gradient norm exceeded optim.clip_grad (the clip bound)
         self.unlabelled = 0  # steps whose batch had no label of an active task
         self.unreadable = 0  # frames passed over because their files could not be read (all ranks)
-        self.worker_restarts = 0
         self.train_time, self._clock = 0.0, time.perf_counter()  # seconds in fit(), summed over resumes
         self.local = LocalLogger(self.run_dir)
         for hook in hooks:
@@ -142,69 +137,15 @@ class TrainLoop:
         self.hooks.append(hook)
 
     def reset_optimizer(self) -> None:
-        """A fresh AdamW over `_param_groups` and its warm-up + cosine schedule (after the model's or
-        the balancer's parameters changed)."""
-        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=self.cfg.optim.lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-
-    def _param_groups(self) -> list[dict]:
-        """Backbone (lr times `optim.backbone_lr_mult`), the rest of the model, the balancer's own
-        parameters; frozen parameters are left out."""
-        o = self.cfg.optim
-        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        backbone = [p for n, p in named if n.split(".")[0] in ("backbone", "backbones")]
-        rest = [p for n, p in named if n.split(".")[0] not in ("backbone", "backbones")]
-        groups = [{"params": rest, "weight_decay": o.weight_decay}]
-        if backbone:
-            groups.append({"params": backbone, "weight_decay": o.weight_decay, "lr": o.lr * o.backbone_lr_mult})
-        if self.balancer.optimizer_parameters():
-            groups.append({"params": self.balancer.optimizer_parameters(), "weight_decay": 0.0})
-        return groups
-
-    def _lr_factor(self, step: int) -> float:
-        """Linear warm-up, then cosine decay to `min_lr_ratio`."""
-        o, total = self.cfg.optim, self.cfg.train.steps
-        if step < o.warmup_steps:
-            return (step + 1) / o.warmup_steps
-        progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
-        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        """A fresh AdamW and its warm-up + cosine schedule (`engine/optimizer.py`), after the model's or
+        the balancer's parameters changed."""
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.balancer, self.cfg.optim, self.cfg.train.steps)
 
     # --- the loop -------------------------------------------------------------------------
-    def _loader(self) -> Iterator[dict]:
-        """Batches from step `self.step` on (this rank's shard of each global batch), on the CPU."""
-        cfg = self.cfg.train
-        sampler = StepSampler(len(self.train_set), cfg.batch_size, cfg.seed, self.step,
-                              distributed.rank(), distributed.world_size(), self.frame_weights)
-        return iter(DataLoader(SeededDataset(self.train_set), batch_size=cfg.batch_size, collate_fn=collate,
-                               sampler=sampler, num_workers=self.cfg.data.workers,
-                               pin_memory=self.device.type == "cuda"))
-
-    def _restart_loader(self, err: RuntimeError) -> Iterator[dict]:
-        """A data worker died (killed by the OOM killer, a crashing decoder): the batches are a pure
-        function of the step, so a new loader from `self.step` continues exactly; after
-        WORKER_RESTARTS such restarts the run stops with a message."""
-        if "DataLoader worker (pid" not in str(err):  # torch's words for a dead worker; a worker's own error is re-raised
-            raise err
-        self.worker_restarts += 1
-        if self.worker_restarts > WORKER_RESTARTS:
-            raise RuntimeError(f"data loader workers died {self.worker_restarts} times (last at step {self.step + 1}: "
-                               f"{err}); {self.run_dir / 'last.pt'} is intact. Lower data.workers or free memory "
-                               "(see `dmesg` for the OOM killer), then rerun with --resume") from err
-        warnings.warn(f"a data loader worker died at step {self.step + 1} ({err}); restarting the loader "
-                      f"({self.worker_restarts}/{WORKER_RESTARTS}), the batches stay the same")
-        return self._loader()
-
     def batches(self) -> Iterator[dict]:
-        """Training batches on the device from step `self.step` on, replacing the loader when a data
-        worker died (a new loader starts at the step the loop has reached)."""
-        loader = self._loader()
-        while True:
-            try:
-                yield move_batch(next(loader), self.device)
-            except StopIteration:
-                return
-            except RuntimeError as err:
-                loader = self._restart_loader(err)
+        """Training batches on the device from step `self.step` on (`engine/train_batches.py`: a new
+        loader from the step reached when a data worker died)."""
+        return self.train_batches(lambda: self.step)
 
     def fit(self) -> dict[str, float]:
         """Train to `train.steps`, calling the hooks at their points; -> the last evaluation's metrics."""

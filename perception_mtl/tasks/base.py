@@ -112,6 +112,25 @@ class Task(ABC):
         None for a task without one."""
         return None
 
+    def truth(self, batch: dict, i: int):
+        """Sample `i`'s ground truth in the form `predict` gives one sample, so that `draw` draws it
+        beside the prediction; None when the sample has no labels of this task. By default the task's
+        one target key; a task with several keys, none, or a derived target overrides this."""
+        if not labelled(batch, self.name)[i]:
+            return None
+        (key,) = self.targets
+        return batch[key][i]
+
+    def error(self, ax: Axes, image: np.ndarray, prediction, truth) -> bool:
+        """Draw where `prediction` departs from `truth` (as `truth` gives it) on `ax`; False, drawing
+        nothing, for a task without an error picture."""
+        return False
+
+    def per_frame(self, metric: Metric) -> dict | None:
+        """What `metric` saw, frame by frame, for a frame bootstrap of its value (JSON-ready);
+        None for a task without one. Called after `metric.compute()`."""
+        return None
+
     def overlay(self, prediction, batch: dict, i: int) -> dict:
         """W&B image fields drawn over sample `i`'s image ({"masks": ...} or {"boxes": ...},
         with ground truth where `batch` has it); {} for a task drawn as its own picture."""

@@ -179,6 +179,17 @@ class CentersTask(Task):
         idx = labelled(batch, self.name).nonzero()[:, 0].tolist()
         metric.update([predictions[i] for i in idx], [box_centres(batch["boxes"][i], batch["iscrowd"][i]) for i in idx])
 
+    def truth(self, batch: dict, i: int) -> dict | None:
+        """The frame's exact centres as `predict` gives peaks (score 1), over their target heatmap."""
+        if not labelled(batch, self.name)[i]:
+            return None
+        c = self.cfg.task.centers
+        (h, w), boxes, crowd = batch["image"].shape[-2:], batch["boxes"][i], batch["iscrowd"][i]
+        size = (-(-h // c.stride), -(-w // c.stride))
+        points = box_centres(boxes, crowd)
+        return {"heatmap": centre_heatmap(boxes[~crowd], size, c.stride, c.sigma_scale), "points": points,
+                "scores": torch.ones(len(points)), "cell": torch.tensor([w / size[1], h / size[0]])}
+
     def draw(self, ax: Axes, image: np.ndarray, prediction: dict, min_score: float) -> None:
         """The heatmap over the darkened image, its peaks scoring at least `min_score` as crosses."""
         heat = F.interpolate(prediction["heatmap"][None, None], size=image.shape[:2], mode="bilinear",

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib import pyplot as plt
 from matplotlib.axes import Axes
 from omegaconf import DictConfig
 from torch import nn
@@ -28,6 +29,7 @@ from perception_mtl.tasks.decoder_key import check_decoder
 from perception_mtl.tasks.registry import TASKS
 from perception_mtl.visualize import colorize_depth, show_depth
 
+ABS_REL_MAX = 0.5  # the top of the error picture's colour bar
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
 
 
@@ -137,6 +139,25 @@ class DepthTask(Task):
         show_depth(ax, prediction.numpy(), self.cfg.task.depth.max_depth)
         ax.set_axis_off()
         ax.set_title("depth", fontsize=7)
+
+    def error(self, ax: Axes, image: np.ndarray, prediction: torch.Tensor, truth: torch.Tensor) -> bool:
+        """|pred - gt| / gt where the depth is valid (black elsewhere), with a colour bar."""
+        c = self.cfg.task.depth
+        err = abs_rel_map(prediction.numpy(), truth.numpy(), c.min_depth, c.max_depth)
+        im = ax.imshow(err, cmap=plt.get_cmap("inferno").with_extremes(bad="black"), vmin=0, vmax=ABS_REL_MAX)
+        bar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        bar.ax.tick_params(labelsize=6)
+        ax.set_axis_off()
+        ax.set_title(f"depth abs rel error (mean {float(err.mean()):.3f})", fontsize=7)
+        return True
+
+
+def abs_rel_map(pred: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: float) -> np.ma.MaskedArray:
+    """|pred - gt| / gt (H, W) on pixels with min_depth < gt <= max_depth (others masked), the
+    prediction clamped to that range as in the depth metric."""
+    valid = (gt > min_depth) & (gt <= max_depth)
+    err = np.abs(np.clip(pred, min_depth, max_depth) - gt) / np.where(valid, gt, 1.0)
+    return np.ma.masked_where(~valid, err)
 
 
 class DepthPngs(Exporter):

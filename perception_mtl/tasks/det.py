@@ -19,6 +19,7 @@ from perception_mtl.core.distributed import gather_objects
 from perception_mtl.models.heads.detection import DetectionHead
 from perception_mtl.tasks.base import Exporter, Exporters, Task, bounded, labelled
 from perception_mtl.tasks.det_bdd100k import Bdd100kFrames
+from perception_mtl.tasks.det_frames import frame_matches
 from perception_mtl.tasks.registry import TASKS
 from perception_mtl.visualize import draw_boxes, image_panel
 
@@ -113,8 +114,24 @@ class DetectionTask(Task):
                     "iscrowd": batch["iscrowd"][i].long()} for i in idx]
         metric.update([predictions[i] for i in idx], targets)
 
+    def truth(self, batch: dict, i: int) -> dict | None:
+        """The frame's boxes that are not crowd (no scores: `draw` then draws them all)."""
+        if not labelled(batch, self.name)[i]:
+            return None
+        keep = ~batch["iscrowd"][i]
+        return {"boxes": batch["boxes"][i][keep], "labels": batch["labels"][i][keep]}
+
+    def per_frame(self, metric: DetectionMetric) -> dict:
+        """Every frame's matches at IoU 0.5 (`det_frames.py`), from which mAP50 is recomputed exactly."""
+        return frame_matches(gather_objects(metric.images))
+
     def draw(self, ax: Axes, image: np.ndarray, prediction: dict, min_score: float) -> None:
-        """The boxes scoring at least `min_score` over the image, with class and score."""
+        """The boxes scoring at least `min_score` over the image, with class and score (all boxes,
+        with their class, when they carry no scores: ground truth)."""
+        if "scores" not in prediction:
+            image_panel(ax, image, "boxes")
+            draw_boxes(ax, prediction["boxes"], prediction["labels"], None, self.classes)
+            return
         keep = prediction["scores"] >= min_score
         image_panel(ax, image, f"detections (score >= {min_score:g})")
         draw_boxes(ax, *(prediction[k][keep] for k in ("boxes", "labels", "scores")), self.classes)

@@ -90,6 +90,13 @@ class EdgesTask(Task):
         has = labelled(batch, self.name)
         metric.update(predictions[has], batch["semantic"][has])
 
+    def truth(self, batch: dict, i: int) -> torch.Tensor | None:
+        """The boundaries of the frame's semantic labels (H, W), 1 on an edge."""
+        if not labelled(batch, self.name)[i]:
+            return None
+        edges, _ = semantic_edges(batch["semantic"][i:i + 1])
+        return edges[0].float()
+
     def draw(self, ax: Axes, image: np.ndarray, prediction: torch.Tensor, min_score: float) -> None:
         """Edge probability as the opacity of yellow over the darkened image."""
         darkened = blend(image, np.zeros_like(image), 0.5)

@@ -54,12 +54,18 @@ class NoiseTask(Task):
     def metric(self) -> Metric:
         return _Mse()
 
+    def truth(self, batch: dict, i: int) -> torch.Tensor | None:
+        """The frame's fixed random vector (DIM,), from its name."""
+        if not labelled(batch, self.name)[i]:
+            return None
+        return noise_target([batch["frame"][i]], torch.device("cpu"))[0]
+
     def draw(self, ax: Axes, image: np.ndarray, prediction: torch.Tensor, min_score: float) -> None:
-        """The predicted vector as bars (it says nothing about the image, so it is not drawn over it)."""
+        """The vector as bars (it says nothing about the image, so it is not drawn over it)."""
         ax.bar(range(DIM), prediction.numpy(), color="0.4")
         ax.axhline(0.0, color="black", lw=0.5)
         ax.tick_params(labelsize=5)
-        ax.set_title(f"noise: the predicted {DIM}-vector", fontsize=7)
+        ax.set_title(f"noise: its {DIM}-vector", fontsize=7)
 
     def update(self, metric: Metric, predictions: torch.Tensor, batch: dict) -> None:
         has = labelled(batch, self.name)

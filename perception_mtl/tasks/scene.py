@@ -83,6 +83,7 @@ class SceneTask(Task):
     def draw(self, ax: Axes, image: np.ndarray, prediction: torch.Tensor, min_score: float) -> None:
         """The image with each predicted attribute written on it."""
         image_panel(ax, image, "scene attributes")
-        text = "\n".join(f"{k}: {NAMES[k][int(c)]}" for k, c in zip(ATTRIBUTES, prediction))
+        text = "\n".join(f"{k}: {NAMES[k][int(c)] if int(c) != UNKNOWN else 'unknown'}"
+                         for k, c in zip(ATTRIBUTES, prediction))
         ax.text(0.03, 0.95, text, transform=ax.transAxes, va="top", fontsize=8, color="white",
                 bbox=dict(fc="black", alpha=0.6, ec="none"))

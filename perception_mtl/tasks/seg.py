@@ -110,6 +110,12 @@ class SegmentationTask(Task):
         """The classes in Cityscapes colours blended over the image."""
         image_panel(ax, blend(image, colorize_semantic(prediction.numpy(), self.num_classes)), "segmentation")
 
+    def error(self, ax: Axes, image: np.ndarray, prediction: torch.Tensor, truth: torch.Tensor) -> bool:
+        """Pixels of the wrong class in red over the darkened image, ignored pixels black."""
+        wrong, fraction = wrong_class_map(prediction.numpy(), truth.numpy(), image)
+        image_panel(ax, wrong, f"wrong class (red): {100 * fraction:.1f}% of labelled pixels")
+        return True
+
     def overlay(self, prediction: torch.Tensor, batch: dict, i: int) -> dict:
         labels = dict(enumerate(SEG_CLASSES[self.num_classes]))
         masks = {"predictions": {"mask_data": prediction.numpy().astype(np.uint8), "class_labels": labels}}
@@ -132,3 +138,14 @@ class SemanticPngs(Exporter):
 
     def add(self, batch: dict, i: int, frame: str, prediction: torch.Tensor) -> None:
         write_png(self.out / "semantic" / f"{frame}.png", TRAIN_ID_TO_LABEL_ID[prediction.numpy()])
+
+
+def wrong_class_map(pred: np.ndarray, gt: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, float]:
+    """RGB (H, W, 3) uint8: wrong-class pixels red over the darkened image, ignored pixels black;
+    and the fraction of labelled pixels that are wrong."""
+    labelled_pixels = gt != IGNORE
+    wrong = labelled_pixels & (pred != gt)
+    rgb = (0.35 * image).astype(np.uint8)
+    rgb[wrong] = (255, 40, 40)
+    rgb[~labelled_pixels] = 0
+    return rgb, float(wrong.sum() / max(labelled_pixels.sum(), 1))
