@@ -175,16 +175,11 @@ def test_a_ddp_step_all_reduces_each_gradient_once_in_a_few_buckets(tiny_world, 
 def test_bench_balancers_steps_on_the_trainers_device(tiny_world, monkeypatch, capsys):
     """Its batch and its freshly installed balancer (uncertainty's log_var) go to the trainer's
     device, here the virtual one (a CPU batch there is what a CUDA trainer would refuse)."""
-    import importlib.util
-    from pathlib import Path
-
     from helpers import TINY_TRAIN
     from virtual_device import DEVICE, VirtualDevice
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "bench_balancers.py"
-    spec = importlib.util.spec_from_file_location("bench_balancers_tool", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from perception_mtl.benchmark import balancer_cost as tool  # tools/bench_balancers.py's logic
+
     monkeypatch.setattr(distributed, "resolve_device", lambda name: DEVICE)
     monkeypatch.setattr(torch, "autocast", lambda *a, **k: contextlib.nullcontext())  # off (train.amp=false),
     with VirtualDevice():  # but torch refuses to build it for the meta device type
