@@ -37,3 +37,10 @@ def test_pooled_std_and_statement():
     assert statement.detectable_holm > statement.detectable > 0
     assert statement.underpowered and "needs" in statement.lines()[1]
     assert "undefined" in power_statement({"a": [1.0]}).lines()[0]
+
+
+def test_a_running_suite_states_the_seeds_of_the_methods_it_pools():
+    """Mid-suite, methods still at one seed add nothing to the std, nor to its seed count."""
+    statement = power_statement({"a": [1.0, 3.0, 2.0], "b": [0.5], "c": [0.2], "d": [0.1]}, margin=2.0)
+    assert statement.seeds == 3 and statement.family == 4
+    assert math.isfinite(statement.detectable) and statement.detectable_holm > statement.detectable

@@ -71,7 +71,7 @@ class PowerStatement:
     """What the leaderboard says about its own power."""
 
     pooled: Pooled
-    seeds: int  # the seeds most methods ran
+    seeds: int  # the seeds most of the pooled methods ran
     family: int  # methods in the Holm family
     detectable: float  # at α
     detectable_holm: float  # at α / family
@@ -101,7 +101,8 @@ class PowerStatement:
 def power_statement(differences: dict[str, list[float]], margin: float | None = None) -> PowerStatement:
     """The statement for paired differences {method: [Δm − reference per seed]}."""
     pooled = pooled_std(differences)
-    seeds = statistics.median_low([len(d) for d in differences.values()]) if differences else 0
+    # the seeds of the methods the std pools (a method still at 1 seed in a running suite adds none)
+    seeds = statistics.median_low([len(differences[m]) for m in pooled.methods]) if pooled.methods else 0
     family = max(1, len(differences))
     return PowerStatement(pooled, seeds, family, detectable(pooled.std, seeds),
                           detectable(pooled.std, seeds, ALPHA / family), margin,
