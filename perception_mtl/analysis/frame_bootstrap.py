@@ -79,15 +79,22 @@ def resamples(n_frames: int, n: int, seed: int) -> np.ndarray:
 def bootstrap(tables: list[dict], n: int = 500, seed: int = 0) -> np.ndarray:
     """(n, len(tables)) mAP50 of every table on the same `n` resamples: tables of one test set, so
     a difference between columns is a paired bootstrap. Raises ValueError if their frames differ."""
+    return _resampled([by_class(t) for t in tables], one_test_set(tables), n, seed)
+
+
+def one_test_set(tables: list[dict]) -> int:
+    """The frame count the tables share; ValueError if they are not of one test set."""
     sizes = {len(t["frames"]) for t in tables}
     if len(sizes) != 1:
         raise ValueError(f"per-frame tables over different test sets ({sorted(sizes)} frames)")
     gts = [[sorted(map(tuple, f["gt"])) for f in t["frames"]] for t in tables]
     if any(g != gts[0] for g in gts[1:]):
         raise ValueError("per-frame tables whose ground truth differs frame by frame: not one test set")
-    matches = [by_class(t) for t in tables]
-    counts = resamples(sizes.pop(), n, seed)
-    return np.array([[map50(m, c) for m in matches] for c in counts])
+    return sizes.pop()
+
+
+def _resampled(matches: list[dict[int, Matches]], n_frames: int, n: int, seed: int) -> np.ndarray:
+    return np.array([[map50(m, c) for m in matches] for c in resamples(n_frames, n, seed)])
 
 
 def read_table(run_dir: Path, task: str = "det") -> dict | None:
@@ -103,19 +110,22 @@ def noise_lines(records: list[dict], reference: str | None, n: int = 200, seed: 
     and of its difference to `reference` at the same seed (paired), next to their seed std."""
     tables = {(r["run"], r["seed"]): t for r in records if r["kind"] == "mtl" and "dir" in r
               and (t := read_table(Path(r["dir"]))) is not None}
+    matches = {key: by_class(t) for key, t in tables.items()}  # each table read and sorted once
     lines = []
     for run in sorted({run for run, _ in tables}):
         seeds = sorted(s for r, s in tables if r == run)
-        paired = [s for s in seeds if reference and reference != run and (reference, s) in tables]
         frame_se, diff_se, values, diffs = [], [], [], []
         for s in seeds:
-            cols = [tables[(run, s)]] + ([tables[(reference, s)]] if s in paired else [])
-            boot = bootstrap(cols, n, seed)
+            paired = reference not in (None, run) and (reference, s) in tables
+            frames = one_test_set([tables[(run, s)]] + ([tables[(reference, s)]] if paired else []))
+            cols = [matches[(run, s)]] + ([matches[(reference, s)]] if paired else [])
+            boot = _resampled(cols, frames, n, seed)
+            full = [map50(m, np.ones(frames, dtype=np.int64)) for m in cols]
             frame_se.append(boot[:, 0].std(ddof=1))
-            values.append(map50(by_class(cols[0]), np.ones(len(cols[0]["frames"]), dtype=np.int64)))
-            if s in paired:
+            values.append(full[0])
+            if paired:
                 diff_se.append((boot[:, 0] - boot[:, 1]).std(ddof=1))
-                diffs.append(values[-1] - map50(by_class(cols[1]), np.ones(len(cols[1]["frames"]), dtype=np.int64)))
+                diffs.append(full[0] - full[1])
         line = (f"det mAP50 noise of {run} ({len(seeds)} seeds, {n} frame resamples): frame-bootstrap SE "
                 f"{np.mean(frame_se):.4f}, seed std {_std(values)}")
         if diff_se:
