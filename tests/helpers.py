@@ -20,6 +20,7 @@ def tool_main(name: str):
 
 
 TINY_TRAIN = [
+    "tasks=[det,seg,depth]",
     "model.backbone=test_resnet", "model.weights=null", "data.size=[64,128]", "data.workers=0", "data.hflip=0.5",
     "train.batch_size=3", "train.log_every=1", "train.eval_every=1000", "train.checkpoint_every=1000",
     "optim.warmup_steps=2", "optim.lr=0.003", "wandb.mode=disabled", "task.det.topk_candidates=200",

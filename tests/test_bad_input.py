@@ -19,7 +19,7 @@ from perception_mtl.core.config import ConfigError, _valid_keys, structured
 from perception_mtl.data.cityscapes import TIMES, WEATHERS, CityscapesDataset, DatasetError
 from perception_mtl.data.det_classes import CLASS_SETS
 from perception_mtl.data.labels import DET_CLASSES
-from perception_mtl.engine.builders import load_config
+from perception_mtl.engine.builders import load_config, selection_metric
 
 FAST = settings(max_examples=settings.default.max_examples * 5 // 2,  # 25 in the ci profile (tests/conftest.py)
                 deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -35,7 +35,7 @@ OVERRIDE = st.tuples(st.one_of(st.sampled_from(KEYS), TEXT), VALUES).map(lambda 
 @given(st.lists(OVERRIDE, min_size=1, max_size=3))
 def test_any_override_gives_a_valid_config_or_a_config_error(overrides):
     try:
-        cfg = load_config(None, overrides, defaults=None)
+        cfg = load_config(None, ["tasks=[det,seg,depth]", *overrides], defaults=None)
     except ConfigError as err:
         assert str(err)
         return
@@ -49,7 +49,7 @@ def test_a_bad_value_names_its_key(key, value):
     """Where a value is refused, the message names the key (unknown values of free-text keys such
     as data.root are accepted)."""
     try:
-        load_config(None, [f"{key}={value}"], defaults=None)
+        load_config(None, ["tasks=[det,seg,depth]", f"{key}={value}"], defaults=None)
     except ConfigError as err:
         assert key.split(".")[-1] in str(err) or "override" in str(err), str(err)
 
@@ -278,3 +278,17 @@ def test_the_default_config_is_found_and_loaded():
 def test_a_missing_defaults_file_is_an_error_not_a_silent_skip(tmp_path):
     with pytest.raises(ConfigError, match=r"defaults file .*missing.*pip install -e \."):
         load_config(None, [], defaults=tmp_path / "configs" / "default.yaml")
+
+
+def test_best_pt_follows_the_first_main_tasks_primary_metric_unless_named():
+    assert selection_metric(load_config(None, ["tasks=[det,seg]"], defaults=None)) == "det/mAP50"
+    assert selection_metric(load_config(None, ["tasks=[det,seg]", "aux_tasks=[det]"], defaults=None)) == "seg/mIoU"
+    assert selection_metric(load_config(None, ["tasks=[det,seg]", "train.best_metric=seg/pixel_acc"],
+                                        defaults=None)) == "seg/pixel_acc"
+
+
+@pytest.mark.parametrize("key,message", [("seg/mIoU", "does not train"), ("det/mIoU", "mAP50"), ("mIoU", "<task>/<metric>")])
+def test_a_best_metric_best_pt_could_never_follow_is_refused(key, message):
+    """Before, a det-only run with best_metric seg/mIoU silently never wrote best.pt."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, ["tasks=[det,depth]", f"train.best_metric={key}"], defaults=None)

@@ -284,9 +284,9 @@ def test_balancer_yaml_is_picked_by_name_and_is_what_the_built_balancer_uses(yam
 
 def test_unknown_balancer_parameter_lists_the_valid_ones():
     with pytest.raises(ConfigError, match=r"no parameter\(s\) \['beta'\]; valid: \['alpha', 'lr'"):
-        load_config(None, ["balancer.name=gradnorm", "balancer.params.beta=1"], defaults=None)
+        load_config(None, ["tasks=[det,seg,depth]", "balancer.name=gradnorm", "balancer.params.beta=1"], defaults=None)
     with pytest.raises(ConfigError, match="not among the tasks"):
-        load_config(None, ["balancer.params.weights.lidar=2"], defaults=None)
+        load_config(None, ["tasks=[det,seg,depth]", "balancer.params.weights.lidar=2"], defaults=None)
 
 
 def test_trainer_resume_restores_balancer_state(tiny_world, tmp_path):

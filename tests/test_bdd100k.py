@@ -303,7 +303,7 @@ def test_scene_task_ignores_unknown_attributes() -> None:
 
 
 def test_export_skips_tasks_a_batch_lacks(tmp_path: Path) -> None:
-    cfg = load_config(None, [], defaults=None)
+    cfg = load_config(None, ["tasks=[seg,drivable]"], defaults=None)
     writer = PredictionWriter(tmp_path, {t: TASKS.get(t)(cfg) for t in ("seg", "drivable")})
     batch = {"frame": ["a"], "image": torch.zeros(1, 3, H, W), "has": {"drivable": torch.tensor([True])}}
     writer.add(batch, {"seg": torch.zeros(1, H, W, dtype=torch.int64), "drivable": torch.zeros(1, H, W)})

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tasks() -> dict:
-    cfg = load_config(None, [], defaults=None)
+    cfg = load_config(None, ["tasks=[det,seg,depth]"], defaults=None)
     return {t: TASKS.get(t)(cfg) for t in ("seg", "depth", "det")}
 
 

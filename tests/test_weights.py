@@ -58,9 +58,9 @@ def test_a_backbone_without_packaged_weights_lists_those_with():
     with pytest.raises(WeightsError, match="tf_efficientnet_lite0"):
         Backbone("resnet18", weights="imagenet")
     with pytest.raises(ConfigError, match="tf_efficientnet_lite1"):
-        load_config(None, ["model.backbone=resnet18", "model.weights=imagenet"], defaults=None)
+        load_config(None, ["tasks=[det]", "model.backbone=resnet18", "model.weights=imagenet"], defaults=None)
     with pytest.raises(ConfigError, match="model.weights"):
-        load_config(None, ["model.weights=imagenet21k"], defaults=None)
+        load_config(None, ["tasks=[det]", "model.weights=imagenet21k"], defaults=None)
 
 
 def test_a_mismatched_checkpoint_is_named(monkeypatch, tmp_path):

@@ -232,7 +232,7 @@ def plot_delta_m(rows: list[dict], path: Path) -> bool:
     ax.set_xticks(range(len(rows)), [r["run"] for r in rows], rotation=60, ha="right", fontsize=8)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_ylabel("Δm% per-task (+ = worse)")
-    ax.set_title("Δm vs single-task (positive = worse, lower is better), mean ± std over seeds", fontsize=9)
+    ax.set_title("Δm vs single-task, mean ± std over seeds\n(positive = worse, lower is better)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

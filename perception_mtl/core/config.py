@@ -130,7 +130,7 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast (on the CPU or the GPU)
     device: str = "auto"  # auto (this process's GPU if CUDA is available, else CPU) | cpu | cuda | cuda:N
     nonfinite: str = "stop"  # "stop" or "skip" a step whose loss is NaN/Inf
-    best_metric: str = "seg/mIoU"
+    best_metric: Optional[str] = None  # "<task>/<metric>" that picks best.pt; None: the first main task's primary
     threads: Optional[int] = None
     schedule: str = "joint"  # tasks per step: "joint" | "round_robin" | "loss_proportional"
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
@@ -150,7 +150,7 @@ class WandbConfig:
 
 @dataclass
 class Config:
-    tasks: list[str] = field(default_factory=lambda: ["det", "seg", "depth"])
+    tasks: list[str] = field(default_factory=list)  # registered task names; configs/default.yaml names three
     aux_tasks: list[str] = field(default_factory=list)  # of `tasks`: trained and logged, never in delta-m
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

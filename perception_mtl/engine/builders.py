@@ -23,6 +23,7 @@ from perception_mtl import models
 from perception_mtl.balancing import BALANCERS, build_balancer as balancer_by_name
 from perception_mtl.balancing.base import Balancer
 from perception_mtl.core.config import ConfigError, DEFAULTS, check_choice as choice, merge_config
+from perception_mtl.core.metric_key import MetricKey
 from perception_mtl.data import DATASETS
 from perception_mtl.data.build import train_set, val_loaders
 from perception_mtl.data.det_classes import class_set
@@ -50,7 +51,7 @@ def check(cfg: DictConfig) -> None:
     for task in cfg.tasks:
         choice("tasks", task, TASKS.names())
     if not cfg.tasks:
-        raise ConfigError(f"tasks is empty; choose some of {TASKS.names()}")
+        raise ConfigError(f"tasks is empty: set the tasks to train, tasks=[<name>,...]; valid: {TASKS.names()}")
     choice("balancer.name", cfg.balancer.name, BALANCERS.names())
     try:
         balancer_by_name(cfg.balancer.name, list(cfg.tasks), OmegaConf.to_container(cfg.balancer.params))
@@ -76,6 +77,7 @@ def check(cfg: DictConfig) -> None:
     if cfg.aux_tasks and set(cfg.aux_tasks) == set(cfg.tasks):
         raise ConfigError(f"aux_tasks={list(cfg.aux_tasks)} leaves no main task; list fewer auxiliary tasks")
     _check_data(cfg)
+    selection_metric(cfg)
     if not 0 < cfg.data.train_fraction <= 1:
         raise ConfigError(f"data.train_fraction={cfg.data.train_fraction} must be in (0, 1]")
     choice("wandb.mode", cfg.wandb.mode, [None, "online", "offline", "disabled"])
@@ -88,6 +90,24 @@ def check(cfg: DictConfig) -> None:
     _check_bounds(cfg)
     for name in TASKS.names():
         TASKS.get(name).check_config(cfg)
+
+
+def selection_metric(cfg: DictConfig) -> str:
+    """The val metric that picks best.pt: `train.best_metric`, else the primary metric of the first
+    task that is not auxiliary; a ConfigError when it names a task the run does not train or a
+    metric its task does not compute (best.pt would silently never be written)."""
+    main = [t for t in cfg.tasks if t not in cfg.aux_tasks]
+    key = cfg.train.best_metric or f"{main[0]}/{TASKS.get(main[0]).primary}"
+    try:
+        parsed = MetricKey.parse(key)
+    except ValueError as err:
+        raise ConfigError(f"train.best_metric: {err}") from err
+    if parsed.task not in cfg.tasks:
+        raise ConfigError(f"train.best_metric={key} names task {parsed.task!r}, which this run does not train "
+                          f"(tasks={list(cfg.tasks)}); name one of its metrics, or null for "
+                          f"{main[0]}/{TASKS.get(main[0]).primary}")
+    choice("train.best_metric's metric", parsed.metric, sorted(TASKS.get(parsed.task).directions))
+    return key
 
 
 # numeric settings the schema's types admit at values no run can use (found by tests/test_fuzz_config.py):

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from perception_mtl.core import distributed
 from perception_mtl.balancing.gradients import probe
 from perception_mtl.engine.affinity import lookahead_affinity
+from perception_mtl.engine.builders import selection_metric
 from perception_mtl.engine.early_stopping import TaskEarlyStopping
 from perception_mtl.engine.evaluator import evaluate_parts
 from perception_mtl.engine.loop import Hook, Losses
@@ -76,7 +77,7 @@ class Logging(Hook):
 
 class Evaluation(Hook):
     """Evaluate every `train.eval_every` steps and at the last; keep best.pt (the best
-    `train.best_metric` so far) and stop tasks early (`train.early_stopping`); at the end, bring
+    `train.best_metric`, or the first main task's primary metric, so far) and stop tasks early (`train.early_stopping`); at the end, bring
     back early-stopped tasks' best parameters and evaluate again. Its state: the best score and the
     early-stopping record."""
 
@@ -109,7 +110,7 @@ class Evaluation(Hook):
                            f"improve for {self.early_stopping.patience} evaluations); its best parameters return "
                            "at the end")
                 t.log({f"train/event/stopped/{task}": float(t.step)})
-        key = t.cfg.train.best_metric
+        key = selection_metric(t.cfg)
         if key in results:
             k = MetricKey.parse(key)
             score = results[key] if t.tasks[k.task].directions[k.metric] else -results[key]
