@@ -58,7 +58,7 @@ def test_smoke_suite_writes_a_leaderboard_with_numbers(smoke):
     assert map50(by_class(table), np.ones(12, dtype=np.int64)) == pytest.approx(test["metrics"]["det/mAP50"], abs=3e-8)
     assert "det mAP50 noise of uncertainty (2 seeds, 200 frame resamples)" in (out / "leaderboard.md").read_text()
     stl_det = json.loads((out / "runs/stl-det/seed0/result.json").read_text())
-    assert stl_det["test"]["checkpoint"] == "last.pt"  # no seg/mIoU to select on: the last checkpoint
+    assert stl_det["test"]["checkpoint"] == "best.pt"  # selected on its own primary metric, det/mAP50 (was last.pt: no seg/mIoU)
     tested = [json.loads((out / f"runs/equal/seed{k}/result.json").read_text())["test"] for k in (0, 1)]
     assert float(equal["seg/mIoU_mean"]) == pytest.approx(statistics.fmean(t["metrics"]["seg/mIoU"] for t in tested))
     assert "metrics on the held-out test split; checkpoints selected on val" in (out / "leaderboard.md").read_text()
