@@ -96,16 +96,16 @@ def selection_metric(cfg: DictConfig) -> str:
     """The val metric that picks best.pt: `train.best_metric`, else the primary metric of the first
     task that is not auxiliary; a ConfigError when it names a task the run does not train or a
     metric its task does not compute (best.pt would silently never be written)."""
-    main = [t for t in cfg.tasks if t not in cfg.aux_tasks]
-    key = cfg.train.best_metric or f"{main[0]}/{TASKS.get(main[0]).primary}"
+    first = next(t for t in cfg.tasks if t not in cfg.aux_tasks)
+    default = f"{first}/{TASKS.get(first).primary}"
+    key = cfg.train.best_metric or default
     try:
         parsed = MetricKey.parse(key)
     except ValueError as err:
         raise ConfigError(f"train.best_metric: {err}") from err
     if parsed.task not in cfg.tasks:
         raise ConfigError(f"train.best_metric={key} names task {parsed.task!r}, which this run does not train "
-                          f"(tasks={list(cfg.tasks)}); name one of its metrics, or null for "
-                          f"{main[0]}/{TASKS.get(main[0]).primary}")
+                          f"(tasks={list(cfg.tasks)}); name one of its metrics, or null for {default}")
     choice("train.best_metric's metric", parsed.metric, sorted(TASKS.get(parsed.task).directions))
     return key
 

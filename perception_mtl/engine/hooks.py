@@ -84,6 +84,7 @@ class Evaluation(Hook):
     def attach(self) -> None:
         t = self.trainer
         self.best = -math.inf
+        self.key = selection_metric(t.cfg)  # the val metric that picks best.pt
         self.early_stopping = TaskEarlyStopping(t.tasks, t.cfg.train.early_stopping.patience,
                                                 dict(t.cfg.train.early_stopping.metrics))
 
@@ -110,10 +111,9 @@ class Evaluation(Hook):
                            f"improve for {self.early_stopping.patience} evaluations); its best parameters return "
                            "at the end")
                 t.log({f"train/event/stopped/{task}": float(t.step)})
-        key = selection_metric(t.cfg)
-        if key in results:
-            k = MetricKey.parse(key)
-            score = results[key] if t.tasks[k.task].directions[k.metric] else -results[key]
+        if self.key in results:
+            k = MetricKey.parse(self.key)
+            score = results[self.key] if t.tasks[k.task].directions[k.metric] else -results[self.key]
             if score > self.best:
                 self.best = score
                 t.save("best.pt", {"model": t.model.state_dict(), "step": t.step, "best": score,
