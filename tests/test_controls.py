@@ -3,14 +3,16 @@ known, and the controls suite end to end at smoke size (plumbing only)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from helpers import tiny_config
-from perception_mtl.analysis.controls import check, write_controls
+from perception_mtl.analysis.controls import check, welch_noninferior, write_controls
 from perception_mtl.benchmark.suite import Suite
 from perception_mtl.core.config import ConfigError
 
@@ -53,7 +55,7 @@ def _write(root: Path, run: str, kind: str, tasks: list[str], seed: int, metrics
 def test_expectations_pass_and_fail_where_the_answer_is_planted(tmp_path):
     """x beats equal by ~8 Δm points at every seed, y only by chance, z loses by ~8; noise costs seg
     20%, depth costs it nothing. y reads UNDECIDED, not FAIL: no evidence either way; so does
-    'depth harms seg', whose 3 seeds cannot show the change inside ±2% after Holm."""
+    'depth harms seg', whose 3 seeds cannot show the change below +2% after Holm."""
     (tmp_path / "suite.yaml").write_text("name: k\ntasks: [seg, depth, noise]\npairs: true\n"
                                          "delta_metrics: {seg: [mIoU], depth: [abs_rel]}\n")
     both = ["seg", "depth"]
@@ -78,6 +80,25 @@ def test_expectations_pass_and_fail_where_the_answer_is_planted(tmp_path):
     assert "**3 of 6 expectations pass, 1 fail, 2 undecided.**" in text
     assert "| x beats equal (Δm, paired by seed) |" in text
     assert "| noise harms seg (pairwise) | seg with noise vs alone: +19.99% (+ = worse, 3 seeds)" in text
+
+
+def test_noninferiority_holds_its_error_rate_at_the_margin_and_passes_a_task_that_helps():
+    """`harmless` (non-inferiority, Welch, 6 seeds a side, seed std 1.5%): on data whose true harm is
+    exactly the margin, "not harmful" is claimed in at most α of 2,000 simulated controls (plus 3
+    Monte Carlo SE); a partner that helps by the margin passes in most of them, where TOST, which
+    also forbids helping, would pass it in at most α."""
+    rng, margin, n, sims, alpha = np.random.default_rng(0), 2.0, 6, 2000, 0.05
+
+    def passes(true_change: float) -> float:
+        ps = [welch_noninferior(list(rng.normal(true_change, 1.5, n)), list(rng.normal(0.0, 1.5, n)), margin)
+              for _ in range(sims)]
+        return float(np.mean(np.array(ps) < alpha))
+
+    at_margin = passes(margin)
+    assert at_margin <= alpha + 3 * (alpha * (1 - alpha) / sims) ** 0.5, at_margin
+    assert at_margin > 0.03, at_margin  # the level is used, not wasted
+    assert passes(-margin) > 0.9
+    assert math.isnan(welch_noninferior([1.0], [0.0, 1.0], margin))
 
 
 def test_expectations_are_checked_when_the_suite_loads(tmp_path):

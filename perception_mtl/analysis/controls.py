@@ -10,9 +10,12 @@ of evidence never passes. Expectations, each a one-key mapping in the list `expe
   is shown, FAIL when "worse" is.
 - `harms: {partner: [task, ...]}`: the task is worse when trained with the partner alone than
   alone (the pairwise runs of `pairs: true`; Welch's one-sided test, `transfer.py`). PASS when
-  "worse" is shown, FAIL when the change is shown to lie within ±margin (TOST, Welch) or better.
-- `harmless: {partner: [task, ...]}`: the change is shown to lie within ±margin % of the task's
-  primary metric (TOST, Welch): PASS; FAIL when "worse" is shown.
+  "worse" is shown, FAIL when "not worse by margin % or more" is shown (non-inferiority).
+- `harmless: {partner: [task, ...]}`: the claim is "does not harm", so its test is non-inferiority
+  (the upper half of TOST, Welch): PASS when the change is shown to lie below +margin % of the
+  task's primary metric, better included; FAIL when "worse" is shown. TOST would also demand
+  "does not help by more than margin", a claim no harmless control makes: a partner that helps a
+  task by 3% would read UNDECIDED or FAIL under it.
 
 One Holm family per claim type over the whole controls file: all `better_than_equal` tests
 together, all `harms` tests, all `harmless` tests (each family's PASS tests and FAIL tests are
@@ -59,13 +62,12 @@ class Verdict:
     outcome: str  # "PASS" | "FAIL" | "UNDECIDED" | "n/a"
 
 
-def welch_tost(changes: list[float], base: list[float], margin: float) -> float:
-    """TOST p of H1: |mean(changes) - mean(base)| < margin, two Welch one-sided tests."""
+def welch_noninferior(changes: list[float], base: list[float], margin: float) -> float:
+    """Non-inferiority p of H1: mean(changes) - mean(base) < margin (Welch's one-sided test);
+    `changes`, `base`: per-seed % changes, + = worse. NaN for fewer than two of either."""
     if len(changes) < 2 or len(base) < 2:
         return math.nan
-    above = stats.ttest_ind([c + margin for c in changes], base, equal_var=False, alternative="greater").pvalue
-    below = stats.ttest_ind([c - margin for c in changes], base, equal_var=False, alternative="less").pvalue
-    return float(max(above, below))
+    return float(stats.ttest_ind([c - margin for c in changes], base, equal_var=False, alternative="less").pvalue)
 
 
 def better_than_equal(rep: Reported, methods: list[str]) -> list[Test]:
@@ -97,9 +99,7 @@ def pairwise(rep: Reported, mapping: dict[str, list[str]], kind: str) -> list[Te
                 continue
             effect = f"{task} with {partner} vs alone: {found['change']:+.2f}% (+ = worse, {found['seeds']} seeds)"
             worse = found["p"]
-            # not harmful: inside ±margin, or better than alone (one-sided Welch)
-            equivalent = welch_tost(found["changes"], found["base_changes"], margin)
-            not_worse = equivalent if kind == "harmless" else min(equivalent, 1 - worse)
+            not_worse = welch_noninferior(found["changes"], found["base_changes"], margin)
             tests.append(Test(kind, claim, effect, *((worse, not_worse) if kind == "harms" else (not_worse, worse))))
     return tests
 
@@ -146,8 +146,9 @@ def write_controls(out: Path, experiments: list[tuple[str, Path, str, list[dict]
              "these answers cannot be trusted on the methods' real differences. PASS: the data show the expected "
              "effect; FAIL: they show the opposite; UNDECIDED: neither (no pass for lack of evidence). Tests: "
              "`better_than_equal`, one-sided paired t-tests on per-seed Δm differences; `harms`, Welch's one-sided "
-             "test of the pairwise run against the single-task runs (FAIL when shown within the margin or better); "
-             "`harmless`, TOST (two one-sided Welch tests) within the margin (FAIL when shown worse). One Holm family "
+             "test of the pairwise run against the single-task runs (FAIL when shown less than the margin worse); "
+             "`harmless`, non-inferiority (Welch's one-sided test that the change lies below +margin, better "
+             "included; FAIL when shown worse). One Holm family "
              f"per claim type over this whole file. α = {ALPHA}. n/a: runs missing or fewer than 2 seeds.", ""]
     counts = {"PASS": 0, "FAIL": 0, "UNDECIDED": 0, "n/a": 0}
     for name, folder, description, rep, tests in gathered:
