@@ -44,6 +44,7 @@ setup(
         "filelock>=3.12,<5",  # suite launcher: one lock per run folder
     ],
     extras_require={"test": ["pytest>=8,<10", "hypothesis>=6.100,<7",
+                             "pytest-xdist>=3,<4",  # `-n 2`: two test processes of one torch thread each
                              "selenium>=4.20,<5",  # test_leaderboard_page.py: Debian's chromium + chromium-driver
                              # test_libmtl.py: LibMTL's weightings side by side with ours (its requirements,
                              # torch>=1.8, torchvision>=0.9, numpy>=1.20, leave our pins as they are)

@@ -9,6 +9,14 @@ from hypothesis import HealthCheck, settings
 
 from perception_mtl.data.world.generate import WorldSpec, generate
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n 2`: one torch thread per test process (and per process a test starts), so that two
+    # processes share 2 cores instead of four threads fighting over them
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 TINY = WorldSpec(train=6, val=3, seed=7, height=64, width=128)
 
 # hypothesis: "ci" (the default) keeps the fuzz tests' share of CI under a minute; HYPOTHESIS_PROFILE=long
