@@ -226,6 +226,33 @@ def compare(rows: list[dict], same: dict[str, str] | None = None, spec: dict | N
     return notes
 
 
+def leaderboard_notes(results_dir: Path, notes: list[str], records: list[dict], rows: list[dict],
+                      aux: list[str]) -> list[str]:
+    """The notes under the table: missing runs first, then `notes` (the results' and the rows'),
+    the tuning budget, the frame-bootstrap noise split and the auxiliary tasks."""
+    notes = missing_notes(results_dir) + notes
+    if {r["tuned"] == UNTUNED for r in rows} == {True, False}:
+        notes.append("only rows marked in the tuned column had a hyperparameter search (on val, budget shown); "
+                     "the others ran with the suite's settings as given")
+    notes += noise_lines(records, next((r["run"] for r in rows if r.get("reference")), None))
+    if aux:
+        notes.append(f"auxiliary tasks ({', '.join(aux)}): their columns are reported, never part of delta-m")
+    return notes
+
+
+def draw_plots(rows: list[dict], records: list[dict], chosen: dict, out: Path) -> dict[str, Path]:
+    """pareto.png, delta_m.png and label_efficiency.png in `out`; a plot with nothing to draw is
+    removed (a stale one of an earlier call must not survive). Returns {name: path}."""
+    plots = {"pareto": lambda path: plot_pareto(rows, path), "delta_m": lambda path: plot_delta_m(rows, path),
+             "label_efficiency": lambda path: plot_label_efficiency(records, chosen, path)}
+    paths = {}
+    for name, plot in plots.items():
+        paths[name] = out / f"{name}.png"
+        if not plot(paths[name]):
+            paths[name].unlink(missing_ok=True)
+    return paths
+
+
 def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) -> dict[str, Path]:
     """Write leaderboard.{md,csv,html}, pareto.png and delta_m.png into `results_dir` (the page
     embeds transfer_report.md and its figures when the folder has them), log the
@@ -245,25 +272,13 @@ def write_leaderboard(results_dir: str | Path, wandb_mode: str | None = None) ->
     aux = aux_metrics(records, rep.chosen)
     chosen = {**rep.chosen, **aux}
     rows, notes = build_rows(records, chosen, spec)
-    notes = missing_notes(results_dir) + rep.notes + notes
-    if {r["tuned"] == UNTUNED for r in rows} == {True, False}:
-        notes.append("only rows marked in the tuned column had a hyperparameter search (on val, budget shown); "
-                     "the others ran with the suite's settings as given")
-    notes += noise_lines(records, next((r["run"] for r in rows if r.get("reference")), None))
-    if aux:
-        notes.append(f"auxiliary tasks ({', '.join(aux)}): their columns are reported, never part of delta-m")
+    notes = leaderboard_notes(results_dir, rep.notes + notes, records, rows, list(aux))
     keys = metric_keys(chosen)
     directions = {k: up for r in records for k, up in r["directions"].items()}
     paths = {name: results_dir / f"leaderboard.{name}" for name in ("md", "csv", "html")}
-    drawn = []
-    plots = {"pareto": lambda path: plot_pareto(rows, path), "delta_m": lambda path: plot_delta_m(rows, path),
-             "label_efficiency": lambda path: plot_label_efficiency(records, chosen, path)}
-    for name, plot in plots.items():
-        paths[name] = results_dir / f"{name}.png"
-        if plot(paths[name]):
-            drawn.append(paths[name])
-        else:
-            paths[name].unlink(missing_ok=True)  # a stale plot of an earlier call must not survive
+    plots = draw_plots(rows, records, chosen, results_dir)
+    paths.update(plots)
+    drawn = [path for path in plots.values() if path.exists()]
     title = f"perception_mtl leaderboard: {spec.get('name', results_dir.name)} ({split_words(split)})"
     write_markdown(rows, keys, directions, notes, title, drawn, paths["md"])
     columns, data = numeric_table(rows, keys)
