@@ -1,7 +1,7 @@
 """The two-objective toy problem of CAGrad / Nash-MTL / FAMO, solved with our balancers.
 
     python tools/toy.py [--out docs] [--methods equal,mgda,...] [--steps 100000] [--lr 0.001]
-                        [--setting cagrad|nash]
+                        [--setting cagrad|nash] [--reference]
 
 Runs every method of `perception_mtl.analysis.toy.METHODS` from every start of the setting (cagrad:
 CAGrad's Fig. 1, f1 unscaled, starts (-8.5, 7.5), (-8.5, -5), (9, 9); nash: Nash-MTL's and FAMO's
@@ -9,6 +9,11 @@ figures, f1 scaled by 0.1, five starts) with Adam. The defaults are the papers' 
 lr 1e-3, 100k steps); docs/toy_figure.md says what a shorter one changes. Writes OUT/toy.png (one panel
 per method over the mean loss's contours), OUT/toy.json and OUT/toy.md (end points, Pareto set,
 distance to the mean-loss optimum) and prints the table.
+
+--reference runs the two-task closed forms (analysis/toy_reference.py: equal, MGDA, PCGrad, CAGrad,
+Nash-MTL, FairGrad, IMTL-G, UPGrad, DualProj) instead, all runs as one numpy batch, so the papers'
+protocol takes minutes, and checks our balancer's direction against the closed form at points along
+each path; writes OUT/toy_reference.{png,json,md}.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ SETTINGS = {"cagrad": 1.0, "nash": 0.1}  # the scale of f1
 def main(argv: list[str] | None = None) -> None:
     from perception_mtl.analysis import toy
     from perception_mtl.analysis.toy_figure import plot_runs, table
+    from perception_mtl.analysis.toy_reference import TWO_TASK
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("docs"), help="folder for toy.png, toy.json, toy.md")
@@ -36,14 +42,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--setting", choices=sorted(SETTINGS), default="cagrad")
+    p.add_argument("--reference", action="store_true", help="the closed forms, with our directions checked along them")
     args = p.parse_args(argv)
-    methods = args.methods.split(",")
-    unknown = [m for m in methods if m not in toy.METHODS]
+    known = TWO_TASK if args.reference else toy.METHODS
+    methods = [m for m in args.methods.split(",") if m in known] if args.methods == p.get_default("methods") \
+        else args.methods.split(",")
+    unknown = [m for m in methods if m not in known]
     if unknown or args.steps < 1 or args.lr <= 0:
-        p.exit(2, f"toy error: unknown method(s) {unknown}, choose from {list(toy.METHODS)}\n" if unknown
+        p.exit(2, f"toy error: unknown method(s) {unknown}, choose from {list(known)}\n" if unknown
                else "toy error: --steps must be >= 1 and --lr > 0\n")
     scale = SETTINGS[args.setting]
     starts = toy.CAGRAD_STARTS if args.setting == "cagrad" else toy.NASH_STARTS
+    if args.reference:
+        return write_reference(methods, starts, args, scale)
     runs, seconds = [], {}
     for method in methods:
         t0 = time.time()
@@ -60,6 +71,27 @@ def main(argv: list[str] | None = None) -> None:
     notes = "".join(f"- {m}: {toy.METHODS[m].note}\n" for m in methods if toy.METHODS[m].note)
     (args.out / "toy.md").write_text(f"{title}\n\n{notes}\n" + table(runs))
     print(table(runs))
+
+
+def write_reference(methods: list[str], starts, args: argparse.Namespace, scale: float) -> None:
+    """The closed forms' figure and table, our directions checked along each path."""
+    from perception_mtl.analysis.toy_figure import plot_runs
+    from perception_mtl.analysis.toy_reference import reference_runs, shadow_table
+
+    t0 = time.time()
+    runs = reference_runs(methods, starts, args.steps, args.lr, scale)
+    seconds = round(time.time() - t0, 1)
+    print(f"closed forms, {len(runs)} runs: {seconds} s; checking our directions along them", flush=True)
+    text, records = shadow_table(runs, scale)
+    args.out.mkdir(parents=True, exist_ok=True)
+    title = (f"two-task closed forms on the toy problem ({args.setting} setting): Adam lr {args.lr:g}, "
+             f"{args.steps} steps")
+    plot_runs(runs, args.out / "toy_reference.png", title, scale)
+    (args.out / "toy_reference.json").write_text(json.dumps(
+        {"setting": args.setting, "steps": args.steps, "lr": args.lr, "seconds": seconds, "runs": records},
+        indent=1) + "\n")
+    (args.out / "toy_reference.md").write_text(f"{title}\n\n{text}")
+    print(text)
 
 
 if __name__ == "__main__":
