@@ -8,6 +8,7 @@ losses late in training reach that range, and the tiny model here puts the 1e-3 
 (trace about 1e-6) while the run at scale 1 stays above it (trace about 1)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +78,14 @@ def test_one_task_loss_scale_turns_the_direction_of_the_others(name):
     _, d1, _ = step(name, "parameter", 1.0)
     _, d100, _ = step(name, "parameter", 1.0, one=100.0)
     assert float(d1 @ d100) < 0.99, float(d1 @ d100)
+
+
+@pytest.mark.parametrize("name", ["nashmtl", "fairgrad"])
+def test_zero_gradients_give_a_zero_update_not_a_solver_crash(name):
+    """At a stationary point every task's gradient is 0 (the toy problem's (0, 0), on the gates'
+    kink): Nash-MTL's and FairGrad's solvers would divide the Gramian by its zero norm (cvxpy: "Parameter
+    value must be real"); `UnitScale` returns zero weights, the exact update."""
+    from perception_mtl.analysis.toy_reference import ours
+
+    assert np.array_equal(ours(name, (0.0, 0.0), 0.1), np.zeros(2))
+    assert np.abs(ours(name, (-8.5, 7.5), 0.1)).sum() > 0  # elsewhere it moves

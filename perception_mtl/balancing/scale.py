@@ -72,6 +72,8 @@ class UnitScale(Weighting):
 
     def forward(self, stat: Tensor, /) -> Tensor:
         scale = stat.diagonal().sum() if self.gramian else stat.norm()
+        if scale == 0:  # every task's gradient is 0: any weights give the same, zero, update
+            return torch.zeros(stat.shape[0], dtype=stat.dtype, device=stat.device)
         if not scale > 0:
             return self.weighting(stat)
         return self.weighting(stat / scale) * scale ** self.exponent
