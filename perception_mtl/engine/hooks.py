@@ -1,4 +1,4 @@
-"""The hooks the default trainer runs (engine/self.trainer.py), in this order, which is the order of a
+"""The hooks the default trainer runs (engine/trainer.py), in this order, which is the order of a
 step's side effects: probe the graph, log, evaluate (keeping best.pt, stopping tasks early), save
 last.pt; at the end restore early-stopped tasks, plot. Each keeps its own state; the base class and
 the points it is called at are in engine/loop.py.
