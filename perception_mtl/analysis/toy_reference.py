@@ -91,11 +91,14 @@ def ref_cagrad(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
 def ref_nash(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
     """Nash-MTL's alpha_i (G alpha)_i = 1 (FairGrad's G w = w^-1 at alpha = 1): subtracting the two
     equations, G11 a1^2 = G22 a2^2, so a2 = a1 sqrt(G11 / G22) and a1 = (G11 + G12 sqrt(G11 / G22))^-1/2.
-    Where the gradients are opposite (the Pareto set) the bracket is 0 and the system has no
-    solution: the point is Pareto-stationary and the direction is 0."""
-    ratio = np.sqrt(dot(g1, g1) / dot(g2, g2))
-    bracket = dot(g1, g1) + dot(g1, g2) * ratio
-    a1 = np.where(bracket > 1e-12 * dot(g1, g1), 1 / np.sqrt(np.maximum(bracket, 1e-300)), 0.0).astype(g1.dtype)
+    Where the gradients are opposite (the Pareto set) the bracket is 0, and where one is 0 alpha is
+    undefined: the system has no solution there, and the direction is 0."""
+    tiny = np.finfo(g1.dtype).tiny  # 1e-300 would be 0 in float32
+    g11, g22 = dot(g1, g1), dot(g2, g2)
+    ratio = np.sqrt(g11 / np.maximum(g22, tiny))
+    bracket = g11 + dot(g1, g2) * ratio
+    solvable = (bracket > 1e-12 * g11) & (g22 > 0)  # a zero gradient has no alpha either
+    a1 = np.where(solvable, 1 / np.sqrt(np.maximum(bracket, tiny)), 0.0).astype(g1.dtype)
     return a1 * g1 + a1 * ratio * g2
 
 
@@ -135,8 +138,11 @@ CLIPPED = {"nashmtl", "fairgrad"}  # max_norm = 1 clips the shared gradient, as 
 
 
 def direction(method: str, g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
-    """The closed form of `method` at (2, S) gradients, clipped to norm 1 for `CLIPPED` methods."""
-    d = TWO_TASK[method](g1, g2)
+    """The closed form of `method` at (2, S) gradients, clipped to norm 1 for `CLIPPED` methods; 0
+    where both gradients are 0 (a stationary point, where the formulas divide 0 by 0)."""
+    still = (dot(g1, g1) == 0) & (dot(g2, g2) == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(still, 0.0, TWO_TASK[method](g1, g2)).astype(g1.dtype)
     if method in CLIPPED:
         d = d * np.minimum(1.0, 1 / np.maximum(np.sqrt(dot(d, d)), 1e-30))
     return d
