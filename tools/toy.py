@@ -38,15 +38,14 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("docs"), help="folder for toy.png, toy.json, toy.md")
-    p.add_argument("--methods", default=",".join(toy.METHODS), help="comma-separated, default: all")
+    p.add_argument("--methods", help="comma-separated, default: all (all with a closed form under --reference)")
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--setting", choices=sorted(SETTINGS), default="cagrad")
     p.add_argument("--reference", action="store_true", help="the closed forms, with our directions checked along them")
     args = p.parse_args(argv)
     known = TWO_TASK if args.reference else toy.METHODS
-    methods = [m for m in args.methods.split(",") if m in known] if args.methods == p.get_default("methods") \
-        else args.methods.split(",")
+    methods = args.methods.split(",") if args.methods else [m for m in toy.METHODS if m in known]
     unknown = [m for m in methods if m not in known]
     if unknown or args.steps < 1 or args.lr <= 0:
         p.exit(2, f"toy error: unknown method(s) {unknown}, choose from {list(known)}\n" if unknown
