@@ -39,14 +39,22 @@ CAGRAD_STARTS = ((-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0))  # CAGrad Fig. 1
 NASH_STARTS = ((-8.5, 7.5), (0.0, 0.0), (9.0, 9.0), (-7.5, -0.5), (9.0, -1.0))  # Nash-MTL and FAMO
 
 
+def floor(t: torch.Tensor, low: float) -> torch.Tensor:
+    """max(t, low) whose derivative is 1 at t == low, as the papers' `torch.clamp` had from 2018
+    (pytorch#7049) until torch took the minimum-norm subgradient 0 (pytorch#184574, the torch
+    pinned here): with 0, the gates' kink x2 = 0 passes no gradient and the Nash-MTL / FAMO
+    start (0, 0) would stand still, where the papers' runs move."""
+    return torch.where(t >= low, t, low)
+
+
 def objectives(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """x (..., 2) -> (f1, f2) stacked on the last dimension (..., 2), f1 multiplied by `scale`."""
     x1, x2 = x[..., 0], x[..., 1]
     gate = torch.tanh(x2 / 2)
-    above, below = gate.clamp_min(0), (-gate).clamp_min(0)
+    above, below = floor(gate, 0.0), floor(-gate, 0.0)
     bowl = 0.01 * (x2 + 8) ** 2 - 20
-    valley1 = torch.log((torch.tanh(x2) - (x1 + 7) / 2).abs().clamp_min(5e-6)) + 6
-    valley2 = torch.log(((7 - x1) / 2 - torch.tanh(x2)).abs().clamp_min(5e-6)) + 6
+    valley1 = torch.log(floor((torch.tanh(x2) - (x1 + 7) / 2).abs(), 5e-6)) + 6
+    valley2 = torch.log(floor(((7 - x1) / 2 - torch.tanh(x2)).abs(), 5e-6)) + 6
     f1 = above * valley1 + below * ((x1 - 7) ** 2 / 10 + bowl)
     f2 = above * valley2 + below * ((x1 + 7) ** 2 / 10 + bowl)
     return torch.stack([scale * f1, f2], dim=-1)

@@ -31,19 +31,19 @@ SIGN = np.array([[1.0], [-1.0]])  # f1, f2 (2, 1): the valleys and bowls mirror 
 
 def grads(x: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """By hand: the gradients of f1 and f2 at x (2, S) (coordinates first, S points), each (2, S);
-    both tasks at once on (2 tasks, S) arrays. At the gates' kink, x2 = 0 exactly, neither gate passes
-    a derivative, as torch's clamp_min gives none at its bound (so (0, 0) is stationary, for torch too).
+    both tasks at once on (2 tasks, S) arrays. At a bound (the gates' kink x2 = 0, the valleys' floor)
+    the derivative passes, as `toy.floor` and the papers' torch.clamp give it (so (0, 0) moves).
     In x's dtype throughout (SIGN's +-1 and 7 are exact)."""
     x1, x2 = x
     sign = SIGN.astype(x.dtype)
     t2 = np.tanh(x2 / 2)
     a, b = np.maximum(t2, 0), np.maximum(-t2, 0)
     half = (1 - t2 * t2) / 2
-    da, db = np.where(t2 > 0, half, 0), np.where(t2 < 0, -half, 0)
+    da, db = np.where(t2 >= 0, half, 0), np.where(t2 <= 0, -half, 0)
     th = np.tanh(x2)
     u = sign * (th - (7 + sign * x1) / 2)  # tanh(x2) - (x1 + 7) / 2 and (7 - x1) / 2 - tanh(x2)
     au = np.abs(u)
-    ar = a * np.divide(1, u, out=np.zeros_like(u), where=au > 5e-6)  # d log|u| / du, 0 where clamped
+    ar = a * np.divide(1, u, out=np.zeros_like(u), where=au >= 5e-6)  # d log|u| / du, 0 below the floor
     e = x1 - 7 * sign  # x1 - 7 and x1 + 7
     x28 = x2 + 8
     q = e * e / 10 + (0.01 * (x28 * x28) - 20)
