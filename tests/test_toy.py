@@ -27,7 +27,7 @@ from perception_mtl.analysis.toy_reference import (CLIPPED, FACTOR, REFERENCES, 
                                                    ours, shadow)
 
 POINTS = [(-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0), (-5.0, 2.2), (5.0, 3.0), (0.0, -5.0), (-2.0, -2.0),
-          (3.0, -6.0), (-6.0, -7.0), (9.0, -1.0), (-7.5, -0.5), (4.0, -8.0)]
+          (3.0, -6.0), (-6.0, -7.0), (9.0, -1.0), (-7.5, -0.5), (4.0, -8.0), (0.0, 0.0)]
 
 
 def test_objectives_match_the_hand_gradients_and_landmarks():
@@ -119,6 +119,23 @@ def test_references_reproduce_cagrad_figure_1():
     assert -4 < top_left < -2.5 and bottom_left < -6.9 and 2.5 < top_right < 4
     assert all(abs(o["end"][0]) > 2 for o in ends["pcgrad"])
     assert all(o["dist_to_optimum"] < 0.5 for o in ends["cagrad"])
+
+
+def test_references_leave_the_kink_start_of_the_nash_mtl_figure():
+    """Nash-MTL's and FAMO's start (0, 0) sits on the gates' kink: with the papers' clamp subgradient
+    (`toy.floor`) the closed forms of MGDA and PCGrad leave it and reach the Pareto set (their
+    Nash-MTL panels), where a zero subgradient would leave them at (0, 0) for good."""
+    ends = adam_paths(["mgda", "pcgrad"], [(0.0, 0.0)], 100_000, 1e-3, scale=0.1)[:, 0, -1]
+    assert all(toy.outcome(tuple(map(float, e)))["pareto"] for e in ends), ends
+
+
+@pytest.mark.slow  # 6.5 min (FAMO) and about 40 min (Nash-MTL's cvxpy solve) at one thread on this CPU
+@pytest.mark.parametrize("method, steps", [("famo", 50_000), ("nashmtl", 35_000)])
+def test_ours_reach_the_pareto_set_from_every_start_of_their_papers_figure(method, steps):
+    """FAMO Fig. 1 and Nash-MTL's toy figure (f1 x 0.1, five starts, Adam lr 1e-3, the steps of their
+    trainers): every start ends on the Pareto set."""
+    for start in toy.NASH_STARTS:
+        assert toy.outcome(toy.run(method, start, steps, 1e-3, 0.1, every=steps).end)["pareto"], start
 
 
 def test_the_reference_tool_checks_our_directions_along_each_path(tmp_path):

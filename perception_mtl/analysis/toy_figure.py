@@ -3,6 +3,7 @@ every start over the contours of the mean loss, as in CAGrad's Fig. 1."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -32,7 +33,9 @@ def plot_runs(runs: list[Run], path: Path, title: str, scale: float = 1.0) -> bo
     methods = list(dict.fromkeys(r.method for r in runs))
     cols = min(5, len(methods))
     rows = math.ceil(len(methods) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows + 0.4), squeeze=False)
+    title = textwrap.fill(title, width=40 * cols)  # a one-panel figure is narrower than the title
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows + 0.4 + 0.2 * title.count("\n")),
+                             squeeze=False)
     for ax in axes.flat[len(methods):]:
         ax.axis("off")
     for ax, method in zip(axes.flat, methods):

@@ -103,9 +103,12 @@ def ref_nash(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
 
 
 def ref_imtl_g(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
-    """IMTL-G: d = a g1 + (1 - a) g2 with equal projections on the unit gradients, <d, u1 - u2> = 0."""
-    du = g1 / np.sqrt(dot(g1, g1)) - g2 / np.sqrt(dot(g2, g2))
-    a = -dot(g2, du) / dot(g1 - g2, du)
+    """IMTL-G: d = a g1 + (1 - a) g2 with equal projections on the unit gradients, <d, u1 - u2> = 0.
+    Where the gradients point the same way (u1 = u2: on x2 = 0 both are vertical) every a qualifies;
+    a = |g1| / (|g1| + |g2|) is what torchjd's pinv of the rank-1 Gramian picks."""
+    n1, n2 = np.sqrt(dot(g1, g1)), np.sqrt(dot(g2, g2))
+    du = g1 / n1 - g2 / n2
+    a = np.where(dot(du, du) < 1e-12, n1 / (n1 + n2), -dot(g2, du) / dot(g1 - g2, du))
     return a * g1 + (1 - a) * g2
 
 
