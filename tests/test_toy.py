@@ -129,7 +129,7 @@ def test_references_leave_the_kink_start_of_the_nash_mtl_figure():
     assert all(toy.outcome(tuple(map(float, e)))["pareto"] for e in ends), ends
 
 
-@pytest.mark.slow  # 6.5 min (FAMO) and about 40 min (Nash-MTL's cvxpy solve) at one thread on this CPU
+@pytest.mark.slow  # about 7 min (FAMO) and 50 min (Nash-MTL's cvxpy solve) at one thread on this CPU
 @pytest.mark.parametrize("method, steps", [("famo", 50_000), ("nashmtl", 35_000)])
 def test_ours_reach_the_pareto_set_from_every_start_of_their_papers_figure(method, steps):
     """FAMO Fig. 1 and Nash-MTL's toy figure (f1 x 0.1, five starts, Adam lr 1e-3, the steps of their
