@@ -40,6 +40,10 @@ def test_objectives_match_the_hand_gradients_and_landmarks():
             np.testing.assert_allclose(mine, hand.T, rtol=1e-9, atol=1e-9)
     g1, g2 = grads(np.array([[0.0], [-8.3551]]))
     assert np.abs(g1 + g2).max() < 1e-3  # the mean loss is stationary at the optimum
+    for x1 in (-7.0, -3.0, 0.0, 4.0, 7.0):  # on the Pareto set the gradients are opposite
+        g1, g2 = grads(np.array([[x1], [toy.pareto_x2(x1)]]))
+        assert abs(g1[0, 0] * g2[1, 0] - g1[1, 0] * g2[0, 0]) < 1e-9 and dot(g1, g2)[0] < 0
+    assert abs(toy.pareto_x2(0.0) - toy.PARETO_X2) < 2e-4 and abs(toy.pareto_x2(7.0) + 8.4345) < 1e-4
 
 
 def test_the_gates_kink_passes_a_gradient_as_in_the_papers_torch():
@@ -53,10 +57,6 @@ def test_the_gates_kink_passes_a_gradient_as_in_the_papers_torch():
         for mine, want in zip(auto, hand):
             np.testing.assert_allclose(mine, want[:, 0], rtol=1e-12)
             assert abs(mine[1]) > 0.1  # the gate's derivative 1/2 times the valley and the bowl
-    for x1 in (-7.0, -3.0, 0.0, 4.0, 7.0):  # on the Pareto set the gradients are opposite
-        g1, g2 = grads(np.array([[x1], [toy.pareto_x2(x1)]]))
-        assert abs(g1[0, 0] * g2[1, 0] - g1[1, 0] * g2[0, 0]) < 1e-9 and dot(g1, g2)[0] < 0
-    assert abs(toy.pareto_x2(0.0) - toy.PARETO_X2) < 2e-4 and abs(toy.pareto_x2(7.0) + 8.4345) < 1e-4
 
 
 # Where ours departs from the closed form (docs/toy.md): torchjd's QP projector (UPGrad, DualProj)

@@ -108,7 +108,8 @@ def ref_imtl_g(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
     a = |g1| / (|g1| + |g2|) is what torchjd's pinv of the rank-1 Gramian picks."""
     n1, n2 = np.sqrt(dot(g1, g1)), np.sqrt(dot(g2, g2))
     du = g1 / n1 - g2 / n2
-    a = np.where(dot(du, du) < 1e-12, n1 / (n1 + n2), -dot(g2, du) / dot(g1 - g2, du))
+    same = dot(du, du) < 1e-12
+    a = np.where(same, n1 / (n1 + n2), -dot(g2, du) / np.where(same, 1.0, dot(g1 - g2, du)))
     return a * g1 + (1 - a) * g2
 
 
